@@ -1,0 +1,896 @@
+"""DS-TD3: Dynamic Sparse Training for deep RL, in one readable numpy file.
+
+Run:   python dst_td3.py --env Hopper-v4              (DS-TD3 with the paper's defaults)
+       python dst_td3.py --env Hopper-v4 --algo td3   (dense TD3 baseline)
+Help:  python dst_td3.py --help                       (every hyperparameter, with its paper default)
+
+The actor and both critics of TD3 are trained as *sparse* networks from scratch. Each of their first two weight
+matrices starts with an Erdős–Rényi random mask (about half the weights absent), and every e training
+iterations the weakest connections are dropped and as many are regrown at random places. The number of
+weights stays fixed; their positions change as the weights learn. Everything here (layers, backprop, Adam) is
+written out by hand in numpy so that every step can be read and checked.
+
+References (the keys used in comments):
+  [TD3]    S. Fujimoto, H. van Hoof, D. Meger. Addressing Function Approximation Error in Actor-Critic
+           Methods. ICML 2018, arXiv:1802.09477.
+  [DS-TD3] G. Sokar, E. Mocanu, D. C. Mocanu, M. Pechenizkiy, P. Stone. Dynamic Sparse Training for Deep
+           Reinforcement Learning. IJCAI 2022, arXiv:2106.04217 (long version: Algorithms 1-3, Eqs. 1-10).
+  [SET]    D. C. Mocanu et al. Scalable training of artificial neural networks with adaptive sparse
+           connectivity inspired by network science. Nature Communications 2018.
+  [Adam]   D. P. Kingma, J. Ba. Adam: A Method for Stochastic Optimization. ICLR 2015.
+
+Shape legend:  B batch   S observation size   A action size   H hidden width (256)
+               2 the twin-critic axis: both critics live in one array, Q1 at index 0 and Q2 at index 1.
+
+DS-TD3 [DS-TD3, Alg. 1-3], as implemented below:
+    init actor π_φ and critics Q_θ1, Q_θ2 with Erdős–Rényi masks (Eq. 1); targets φ' ← φ, θ' ← θ
+    for t = 1 .. T:
+        a = uniform random if t <= learning_starts, else clip(π(s) + N(0, 0.1·max_a), lo, hi)
+        step the env, store (s, a, r, s', terminated) in the replay buffer
+        if t > learning_starts:                                    (one training iteration per env step)
+            sample a batch of B transitions
+            ã = clip(π'(s') + clip(N(0, σ̃), -c, c), lo, hi)
+            y = r + γ·(1 - terminated)·min(Q'1(s', ã), Q'2(s', ã))
+            critic step on  Σ_i mean((Q_θi(s, a) - y)²)
+            if iteration % e == 0 and before the stop point:  drop-and-grow in the critics   (Alg. 2)
+            if iteration % d == 0:
+                actor step on  -mean(Q_θ1(s, π(s)))
+                if iteration % e == 0 and before the stop point:  drop-and-grow in the actor
+                θ' ← τθ + (1-τ)θ',  φ' ← τφ + (1-τ)φ'                                 (Eq. 6)
+                MaintainSparsity: keep the k largest |w| of each sparse target matrix (Alg. 3, Eq. 7)
+        every eval_every steps: 10 deterministic episodes on a separate env seeded seed + 100
+
+Three algorithms share this loop (--algo): td3 (dense, no masks), static-td3 (Erdős–Rényi masks that never
+change) and ds-td3 (masks that evolve as above).
+
+Differences from the paper (each is also marked `# CHOICE:` where it happens):
+  - Adam moments are masked too: an absent connection has weight, gradient and both moments exactly 0. The
+    official code re-masks only the weights after each step, so its Adam moments are dense.
+  - Drop rule: η of the positive and η of the negative weights are dropped separately (as the official code;
+    Alg. 2 writes c/2 of each). Counts are rounded up so a tiny layer still adapts; an active weight that is
+    exactly 0 counts as positive, so it is dropped first.
+  - Gymnasium v4 tasks instead of gym v3 (the same dynamics for Hopper, HalfCheetah, Walker2d).
+  - Warm-up actions are drawn uniformly by our own seeded generator, not by `action_space.sample()`, so that a
+    single generator is the only source of randomness (and a checkpoint only needs to store its state).
+  - Topology adaptation stops after 92.5 % of the environment steps (--stop-adapt), as the official code does.
+  - Training FLOPs count one multiplication and one addition per connection and per sample for every product the
+    code performs (forward, input gradient, weight gradient), on the actual schedule (actor every d iterations).
+
+Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/eval.csv):
+  sps            environment steps per second over the last log interval (training included)
+  loss_q         critic loss Σ_i mean((Q_i(s,a) - y)²) of the last iteration
+  loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
+  q1             mean Q_1(s, a) over the last batch, the critic's value estimate
+  sparsity_*     fraction of weights that are absent, over all weight matrices of the network (biases excluded)
+  return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
+  params         nonzero weights of actor + both critics (biases excluded), as the paper counts (Eq. 8)
+  flops          training FLOPs so far and their ratio to dense TD3 with the same settings (Eqs. 9-10)
+"""
+
+# =============================================================================
+# 1. Imports and the floating-point type.
+# =============================================================================
+import os
+
+# CHOICE: one BLAS thread by default, because for 100x256 matrices a second thread costs about as much in
+# synchronisation as it saves, and two runs side by side then use one core each. Override from the shell,
+# e.g. OPENBLAS_NUM_THREADS=2. This must happen before numpy is imported: BLAS reads it once, at load time.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import csv
+import difflib
+import json
+import math
+import platform
+import shlex
+import signal
+import sys
+import time
+import zipfile
+
+import numpy as np
+
+DTYPE = np.float32  # training runs in float32 end to end; the tests run every function in float64
+
+# λ1, the Erdős–Rényi factor of the input layer, per task family [DS-TD3, Sec. 5]. λ2 = 64 everywhere.
+PAPER_LAMBDA_IN = {"HalfCheetah": 7.0, "Hopper": 7.0, "Walker2d": 7.0, "Ant": 40.0, "Humanoid": 61.0}
+DEFAULT_LAMBDA_IN = 7.0  # CHOICE: tasks the paper did not run get the value of its three small tasks
+
+
+# =============================================================================
+# 2. Command line. `--help` is the hyperparameter table; defaults are the paper's.
+# =============================================================================
+def make_parser():
+    p = argparse.ArgumentParser(
+        description="DS-TD3 (dynamic sparse TD3) in pure numpy; see the module docstring.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("experiment")
+    g.add_argument("--env", type=str, default="Hopper-v4", help="Gymnasium id of a task with a Box action space")
+    g.add_argument("--algo", type=str, default="ds-td3", choices=["ds-td3", "static-td3", "td3"],
+                   help="ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense")
+    g.add_argument("--seed", type=int, default=0, help="seeds the generator, the env (seed) and eval env (seed+100)")
+    g.add_argument("--total-steps", type=int, default=1_000_000, help="environment steps T")
+    g.add_argument("--runs-dir", type=str, default="runs", help="each run writes config.json and eval.csv here")
+
+    g = p.add_argument_group("TD3 [TD3, Alg. 1]")
+    g.add_argument("--learning-starts", type=int, default=25_000, help="uniformly random steps before training")
+    g.add_argument("--batch-size", type=int, default=100, help="transitions per training iteration B")
+    g.add_argument("--buffer-size", type=int, default=1_000_000, help="replay buffer capacity")
+    g.add_argument("--hidden", type=int, default=256, help="width H of both hidden layers")
+    g.add_argument("--gamma", type=float, default=0.99, help="discount γ")
+    g.add_argument("--tau", type=float, default=0.005, help="target update rate τ")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, actor and critics")
+    g.add_argument("--weight-decay", type=float, default=2e-4, help="L2 coefficient added to the gradient [DS-TD3]")
+    g.add_argument("--expl-noise", type=float, default=0.1, help="exploration noise std, fraction of max action")
+    g.add_argument("--policy-noise", type=float, default=0.2, help="target smoothing std σ̃, fraction of max action")
+    g.add_argument("--noise-clip", type=float, default=0.5, help="smoothing noise clip c, fraction of max action")
+    g.add_argument("--policy-delay", type=int, default=2, help="actor and target update period d")
+
+    g = p.add_argument_group("sparsity [DS-TD3, Eq. 1 and Alg. 2-3]")
+    g.add_argument("--sparsity", type=float, default=None,
+                   help="target sparsity per network (e.g. 0.5, 0.8); default: none, the paper's λ values apply")
+    g.add_argument("--lambda-in", type=float, default=None,
+                   help="Erdős–Rényi λ1 of the input layer; default: 7 (Hopper, HalfCheetah, Walker2d, others), "
+                        "40 (Ant), 61 (Humanoid)")
+    g.add_argument("--lambda-hidden", type=float, default=64.0, help="Erdős–Rényi λ2 of the hidden layer")
+    g.add_argument("--drop-fraction", type=float, default=0.05, help="fraction η of each sign dropped and regrown")
+    g.add_argument("--update-period", type=int, default=1000, help="topology update period e, in iterations")
+    g.add_argument("--stop-adapt", type=float, default=0.925,
+                   help="no topology updates after this fraction of --total-steps (official code)")
+
+    g = p.add_argument_group("logging and evaluation")
+    g.add_argument("--eval-every", type=int, default=5000, help="evaluate every this many env steps")
+    g.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
+    g.add_argument("--log-every", type=int, default=2000, help="print a progress line every this many steps")
+    g.add_argument("--profile", action="store_true", help="print the share of wall time per phase at the end")
+    return p
+
+
+# =============================================================================
+# 3. Layers. Each *_forward returns (out, cache); *_backward takes (dout, cache).
+#    Every function also works with a leading twin axis: x (B, n) with W (2, n, m) gives (2, B, m).
+# =============================================================================
+def masked_linear_forward(x, W, b, M=None):
+    """y = x @ (W*M) + b.   x: (..., B, n_in)  W, M: (..., n_in, n_out)  b: (..., 1, n_out)
+
+    Absent weights are kept exactly 0 at all times (the backward masks their gradient, Adam keeps them at 0,
+    drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M.
+    """
+    y = x @ W + b                                        # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
+    return y, (x, W, M)
+
+
+def masked_linear_backward(dy, cache, need_dx=True, need_dW=True):
+    """dy: (..., B, n_out) -> dx: (..., B, n_in), dW: (..., n_in, n_out), db: (..., 1, n_out).
+
+    need_dx=False skips dx (the input is data), need_dW=False skips dW and db (only ∂Q/∂a is wanted).
+    A skipped result is returned as None.
+    """
+    x, W, M = cache
+    dx = dy @ W.swapaxes(-1, -2) if need_dx else None    # (..., B, n_out) @ (..., n_out, n_in)
+    dW = db = None
+    if need_dW:
+        dW = x.swapaxes(-1, -2) @ dy                     # (..., n_in, B) @ (..., B, n_out)
+        if M is not None:
+            dW *= M                                      # TRAP: an absent connection must get exactly 0
+        db = dy.sum(axis=-2, keepdims=True)              # b was broadcast over the batch, so we sum over it
+    return dx, dW, db
+
+
+def relu_forward(z):
+    """h = max(z, 0).   z: any shape"""
+    h = np.maximum(z, 0)
+    return h, h                                          # h > 0 exactly where z > 0, so h is the cache
+
+
+def relu_backward(dh, h):
+    """through relu: dz = dh where z > 0, else 0"""
+    return dh * (h > 0)
+
+
+def tanh_forward(z):
+    """y = tanh(z)"""
+    y = np.tanh(z)
+    return y, y
+
+
+def tanh_backward(dy, y):
+    """through tanh: dz = dy · (1 - y²)"""
+    return dy * (1 - y * y)
+
+
+def mse_loss(pred, target):
+    """L = Σ_twins mean_B (pred - target)².   pred: (..., B, 1)  target: (B, 1) -> (L, dpred)
+
+    With a leading twin axis this is exactly L(θ1) + L(θ2) [TD3, Alg. 1]: a mean over the batch, summed over
+    the critics. The only 1/B of the whole backward pass lives here.
+    """
+    n_batch = pred.shape[-2]
+    diff = pred - target                                 # (..., B, 1)
+    loss = float((diff * diff).sum()) / n_batch
+    dpred = diff * (2.0 / n_batch)                       # ∂L/∂pred
+    return loss, dpred
+
+
+# =============================================================================
+# 4. Sparsity: Erdős–Rényi masks, drop-and-grow, MaintainSparsity.
+# =============================================================================
+def er_probability(n_in, n_out, lam):
+    """PAPER: p_l = λ_l · (n_{l-1} + n_l) / (n_{l-1} · n_l), capped at 1   [DS-TD3, Eq. 1]"""
+    return min(1.0, lam * (n_in + n_out) / (n_in * n_out))
+
+
+def er_densities(sizes, lams, sparsity=None):
+    """Connection probability of each sparse layer of one network.
+
+    sizes: [(n_in, n_out), ...] of the whole network, the last one dense (the output layer).
+    lams:  λ of each sparse layer (all layers but the last).
+    sparsity=None keeps the paper's λ values. A number s instead scales all the ER probabilities by one factor f
+    (each still capped at 1) so that the network's expected sparsity, counted over all its weight matrices, is s.
+    """
+    p_er = [er_probability(n_in, n_out, lam) for (n_in, n_out), lam in zip(sizes[:-1], lams)]
+    if sparsity is None:
+        return p_er
+    n_sparse = [n_in * n_out for n_in, n_out in sizes[:-1]]
+    n_dense_out = sizes[-1][0] * sizes[-1][1]
+    budget = (1.0 - sparsity) * (sum(n_sparse) + n_dense_out) - n_dense_out   # weights the sparse layers may keep
+    if budget <= 0 or budget > sum(n_sparse):
+        raise ValueError(f"sparsity {sparsity} cannot be reached with a dense output layer")
+
+    def kept(f):
+        return sum(min(1.0, f * p) * n for p, n in zip(p_er, n_sparse))
+
+    lo, hi = 0.0, 1.0
+    while kept(hi) < budget:                              # kept(f) grows with f, so bracket, then bisect
+        hi *= 2.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if kept(mid) < budget else (lo, mid)
+    return [min(1.0, hi * p) for p in p_er]
+
+
+def n_present(M):
+    """Connections in a 0/1 mask. Counting a bool array is about 10x faster than counting floats."""
+    return int(np.count_nonzero(M != 0))
+
+
+def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
+    """M: (n_in, n_out) with each connection present independently with probability p   [DS-TD3, Eq. 1]"""
+    return (rng.random((n_in, n_out)) < p).astype(dtype)
+
+
+def drop_and_grow(W, M, zeta, rng):
+    """One topology update of one sparse layer, in place   [DS-TD3, Alg. 2; SET].
+
+    W, M: (n_in, n_out), contiguous. Returns (dropped, grown): flat indices, equally many.
+    Drop: the ζ fraction of positive weights closest to zero and the ζ fraction of negative weights closest to zero.
+    Grow: as many new connections, uniformly at random among the positions that were absent before this update.
+    New weights start at exactly 0, so the network's function does not change at the moment of the update.
+    """
+    w, m = W.reshape(-1), M.reshape(-1)                  # views of the same memory (contiguous arrays)
+    active = np.flatnonzero(m)
+    free = np.flatnonzero(m == 0)                        # TRAP: taken before the drop, so a weight just dropped
+                                                         # cannot be regrown in the same update
+    # CHOICE: each sign separately, η of each (official code); w = 0 counts as positive, so an active weight
+    # stuck at exactly 0 goes first. Counts round up so that a layer with < 1/η weights of a sign still adapts.
+    pos, neg = active[w[active] >= 0], active[w[active] < 0]
+    k_pos = min(math.ceil(zeta * pos.size), free.size)
+    k_neg = min(math.ceil(zeta * neg.size), free.size - k_pos)   # never drop more than we can regrow
+    drop_pos = pos[np.argpartition(w[pos], k_pos - 1)[:k_pos]] if k_pos else pos[:0]    # smallest positive
+    drop_neg = neg[np.argpartition(-w[neg], k_neg - 1)[:k_neg]] if k_neg else neg[:0]   # largest negative
+    dropped = np.concatenate([drop_pos, drop_neg])
+    grown = rng.choice(free, size=dropped.size, replace=False)
+    m[dropped], w[dropped] = 0, 0
+    m[grown], w[grown] = 1, 0
+    return dropped, grown
+
+
+def maintain_sparsity(W_targ, k):
+    """Keep the k largest |w| of a target weight matrix and zero the rest, in place   [DS-TD3, Alg. 3, Eq. 7].
+
+    The soft update mixes the online weights into the target, so after a topology update the target also holds
+    the online layer's new connections while its dropped ones are still decaying: more than k nonzeros.
+    Returns the number of weights zeroed. O(n) selection (argpartition), never a full sort.
+    """
+    w = W_targ.reshape(-1)
+    nonzero = w != 0                                     # a bool pass is ~10x cheaper than counting floats
+    n_extra = int(np.count_nonzero(nonzero)) - k
+    if n_extra <= 0:                                     # already as sparse as its online layer: nothing to do
+        return 0
+    nz = np.flatnonzero(nonzero)
+    smallest = nz[np.argpartition(np.abs(w[nz]), n_extra - 1)[:n_extra]]
+    w[smallest] = 0
+    return n_extra
+
+
+# =============================================================================
+# 5. Actor and twin critics: compositions of section 3, parameters in plain dicts.
+#    Keys: W1 b1 W2 b2 W3 b3 (trainable), M1 M2 (masks of the sparse layers; absent for dense TD3).
+# =============================================================================
+def init_linear(n_in, n_out, rng, n_stack=None, dtype=DTYPE):
+    """Fan-in uniform init U(-1/√n_in, 1/√n_in) for W and b, as PyTorch's nn.Linear (the paper's code).
+    W: (n_in, n_out) and b: (1, n_out), or with a leading (n_stack,) axis."""
+    lead = () if n_stack is None else (n_stack,)
+    bound = 1.0 / math.sqrt(n_in)
+    W = rng.uniform(-bound, bound, size=lead + (n_in, n_out)).astype(dtype)
+    b = rng.uniform(-bound, bound, size=lead + (1, n_out)).astype(dtype)
+    return W, b
+
+
+def init_mlp(sizes, densities, rng, n_stack=None, dtype=DTYPE):
+    """A 3-layer MLP. densities: None (dense) or the connection probability of layers 1 and 2.
+    Absent weights are zeroed right away: W = W_init * M."""
+    net = {}
+    for l, (n_in, n_out) in enumerate(sizes, start=1):
+        net[f"W{l}"], net[f"b{l}"] = init_linear(n_in, n_out, rng, n_stack, dtype)
+    if densities is not None:
+        for l, p in enumerate(densities, start=1):
+            n_in, n_out = sizes[l - 1]
+            masks = [erdos_renyi_mask(n_in, n_out, p, rng, dtype) for _ in range(n_stack or 1)]
+            net[f"M{l}"] = np.stack(masks) if n_stack else masks[0]          # each critic has its own masks
+            net[f"W{l}"] *= net[f"M{l}"]
+    return net
+
+
+def actor_forward(actor, obs):
+    """a = act_scale · tanh(MLP(obs)) + act_bias.   obs: (B, S) -> a: (B, A)
+
+    For a symmetric action space act_scale = max_action and act_bias = 0, the paper's tanh(z)·max_action.
+    """
+    z1, c1 = masked_linear_forward(obs, actor["W1"], actor["b1"], actor.get("M1"))   # (B, H)
+    h1, r1 = relu_forward(z1)
+    z2, c2 = masked_linear_forward(h1, actor["W2"], actor["b2"], actor.get("M2"))    # (B, H)
+    h2, r2 = relu_forward(z2)
+    z3, c3 = masked_linear_forward(h2, actor["W3"], actor["b3"])                     # (B, A)
+    u, t3 = tanh_forward(z3)                                                         # (B, A) in (-1, 1)
+    a = u * actor["act_scale"] + actor["act_bias"]                                   # (B, A)
+    return a, (c1, r1, c2, r2, c3, t3, actor["act_scale"])
+
+
+def actor_backward(da, cache):
+    """da = ∂L/∂a: (B, A) -> grads of W1 b1 W2 b2 W3 b3. The actor's input is data, so no dobs."""
+    c1, r1, c2, r2, c3, t3, act_scale = cache
+    du = da * act_scale                                  # through the scaling a = scale·u + bias
+    dz3 = tanh_backward(du, t3)                          # (B, A)
+    dh2, dW3, db3 = masked_linear_backward(dz3, c3)      # (B, H)
+    dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, r2), c2)
+    _, dW1, db1 = masked_linear_backward(relu_backward(dh1, r1), c1, need_dx=False)
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
+
+
+def critic_forward(critic, obs, act):
+    """Both critics at once: q[i] = Q_θi(s, a).   obs: (B, S)  act: (B, A) -> q: (2, B, 1)
+
+    Passing a view of twin 0 only, {k: v[:1]}, gives Q_θ1 alone with the same code: q is then (1, B, 1).
+    """
+    x = np.concatenate([obs, act], axis=1)                                           # (B, S+A)
+    z1, c1 = masked_linear_forward(x, critic["W1"], critic["b1"], critic.get("M1"))  # (B, S+A)@(2, S+A, H) -> (2, B, H)
+    h1, r1 = relu_forward(z1)
+    z2, c2 = masked_linear_forward(h1, critic["W2"], critic["b2"], critic.get("M2")) # (2, B, H)@(2, H, H) -> (2, B, H)
+    h2, r2 = relu_forward(z2)
+    q, c3 = masked_linear_forward(h2, critic["W3"], critic["b3"])                    # (2, B, H)@(2, H, 1) -> (2, B, 1)
+    return q, (c1, r1, c2, r2, c3, obs.shape[1])
+
+
+def critic_backward(dq, cache, param_grads=True):
+    """dq: (2, B, 1) -> (grads, da).
+
+    param_grads=True (critic step): grads of every critic parameter, da = None.
+    param_grads=False (actor step): grads = None and da = ∂Q/∂a: (B, A), which the actor step chains into the
+    actor. Skipping what is not needed saves about a third of the critic's backward products.
+    """
+    c1, r1, c2, r2, c3, n_obs = cache
+    dh2, dW3, db3 = masked_linear_backward(dq, c3, need_dW=param_grads)                     # (2, B, H)
+    dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, r2), c2, need_dW=param_grads)  # (2, B, H)
+    dx, dW1, db1 = masked_linear_backward(relu_backward(dh1, r1), c1,
+                                          need_dx=not param_grads, need_dW=param_grads)     # (2, B, S+A)
+    if not param_grads:
+        # the input [s, a] fans out to both twins, so its gradient is the sum over the twin axis
+        return None, dx.sum(axis=0)[:, n_obs:]                                              # (B, A)
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}, None
+
+
+def count_weights(net):
+    """(nonzero weights, dense weights) over the weight matrices W1 W2 W3 of one network (biases excluded)."""
+    present = sum(n_present(net[f"M{l}"]) if f"M{l}" in net else net[f"W{l}"].size for l in (1, 2, 3))
+    dense = sum(net[f"W{l}"].size for l in (1, 2, 3))
+    return present, dense
+
+
+# =============================================================================
+# 6. Adam with L2 weight decay, mask-aware.
+# =============================================================================
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults, which the paper's code uses
+
+
+def adam_init(net):
+    """Zero first and second moments m_*, v_* for every trainable array; a scratch buffer for the update."""
+    state = {"t": 0}
+    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        state["m_" + key] = np.zeros_like(net[key])
+        state["v_" + key] = np.zeros_like(net[key])
+        state["s_" + key] = np.zeros_like(net[key])      # scratch, so that the step allocates nothing
+    return state
+
+
+def adam_step(net, grads, state, lr, weight_decay):
+    """One Adam step on every trainable array of net, in place   [Adam, Alg. 1].
+
+    g = ∇L + wd·W  (L2 added to the gradient, as torch.optim.Adam(weight_decay=wd) does)
+    m ← β1·m + (1-β1)·g,   v ← β2·v + (1-β2)·g²,   W ← W - lr·m̂ / (√v̂ + ε)
+    CHOICE: masked moments. An absent weight has W = 0 and gradient 0, so g = 0 there, and m, v stay at the 0
+    that drop-and-grow leaves them at: the step moves it by exactly 0/(0 + ε) = 0. No mask is needed here.
+    """
+    beta1, beta2 = ADAM_BETAS
+    state["t"] += 1
+    t = state["t"]
+    # bias corrections folded into the step size and ε, as in [Adam, Sec. 2]; an identical update:
+    # lr·m̂/(√v̂ + ε) = lr_t·m/(√v + ε_t) with lr_t = lr·√(1-β2^t)/(1-β1^t), ε_t = ε·√(1-β2^t).
+    # TRAP: plain Python floats, because a numpy float64 scalar would turn the float32 arrays into float64.
+    lr_t = float(lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
+    eps_t = float(ADAM_EPS * math.sqrt(1 - beta2 ** t))
+    for key, dW in grads.items():
+        W, m, v, g = net[key], state["m_" + key], state["v_" + key], state["s_" + key]
+        # every line below writes into an existing array (out=, *=, +=): these arrays are large and the
+        # update runs every iteration, so fresh temporaries would cost as much as the arithmetic
+        np.multiply(W, weight_decay, out=g)
+        g += dW                                          # g = ∇L + wd·W
+        m -= g
+        m *= beta1
+        m += g                                           # m = β1·(m - g) + g = β1·m + (1-β1)·g
+        np.multiply(g, g, out=g)                         # g² (g itself is no longer needed)
+        v -= g
+        v *= beta2
+        v += g                                           # v = β2·v + (1-β2)·g²
+        np.sqrt(v, out=g)
+        g += eps_t
+        np.divide(m, g, out=g)
+        g *= lr_t
+        W -= g                                           # W ← W - lr_t·m/(√v + ε_t)
+
+
+# =============================================================================
+# 7. Replay buffer: preallocated float32 arrays, filled as a ring.
+# =============================================================================
+def buffer_init(capacity, n_obs, n_act, dtype=DTYPE):
+    return {"obs": np.zeros((capacity, n_obs), dtype), "act": np.zeros((capacity, n_act), dtype),
+            "rew": np.zeros((capacity, 1), dtype), "next_obs": np.zeros((capacity, n_obs), dtype),
+            "terminated": np.zeros((capacity, 1), dtype), "ptr": 0, "size": 0, "capacity": capacity}
+
+
+def buffer_add(buf, obs, act, rew, next_obs, terminated):
+    """Store one transition; the oldest is overwritten once the buffer is full.
+    Gymnasium returns float64 observations; they are cast to float32 here, once, on the way in."""
+    i = buf["ptr"]
+    buf["obs"][i], buf["act"][i], buf["rew"][i] = obs, act, rew
+    buf["next_obs"][i], buf["terminated"][i] = next_obs, terminated
+    buf["ptr"] = (i + 1) % buf["capacity"]
+    buf["size"] = min(buf["size"] + 1, buf["capacity"])
+
+
+def buffer_sample(buf, batch_size, rng):
+    """B transitions drawn uniformly with replacement (as [TD3]'s code). Returns a dict of (B, ·) arrays."""
+    idx = rng.integers(0, buf["size"], size=batch_size)
+    return {key: buf[key][idx] for key in ("obs", "act", "rew", "next_obs", "terminated")}
+
+
+# =============================================================================
+# 8. The TD3 update: target, critic step, delayed actor step, soft update + MaintainSparsity.
+# =============================================================================
+def td3_target(actor_targ, critic_targ, batch, gamma, sigma, c, act_lo, act_hi, rng):
+    """y: (B, 1). sigma, c, act_lo, act_hi: (A,), already scaled to the action range."""
+    next_obs = batch["next_obs"]
+    # PAPER: ã = clip(π'(s') + clip(ε, -c, c), lo, hi),  ε ~ N(0, σ̃²)        [TD3, Alg. 1 / Eq. 15]
+    eps = np.clip(rng.standard_normal((next_obs.shape[0], sigma.size), dtype=next_obs.dtype) * sigma, -c, c)
+    a_smooth = np.clip(actor_forward(actor_targ, next_obs)[0] + eps, act_lo, act_hi)        # (B, A)
+    q_targ, _ = critic_forward(critic_targ, next_obs, a_smooth)                              # (2, B, 1)
+    # PAPER: y = r + γ·(1 - terminated)·min(Q'1(s', ã), Q'2(s', ã))          [TD3, Alg. 1]
+    # TRAP: only a true terminal state cuts the bootstrap. An episode cut by a time limit (truncated) goes on
+    # in principle, so it is stored with terminated = 0 and bootstraps through the cut (sfujim/TD3#41).
+    return batch["rew"] + gamma * (1 - batch["terminated"]) * q_targ.min(axis=0)            # (B, 1)
+
+
+def critic_step(critic, opt, batch, y, lr, weight_decay):
+    """One Adam step of both critics on Σ_i mean((Q_θi(s, a) - y)²). Returns (loss, mean Q1)."""
+    q, cache = critic_forward(critic, batch["obs"], batch["act"])                            # (2, B, 1)
+    loss, dq = mse_loss(q, y)
+    grads, _ = critic_backward(dq, cache)
+    adam_step(critic, grads, opt, lr, weight_decay)
+    return loss, float(q[0].mean())
+
+
+def actor_step(actor, critic, opt, obs, lr, weight_decay):
+    """One Adam step of the actor on -mean(Q_θ1(s, π(s)))   [TD3, Alg. 1, deterministic policy gradient].
+    Only the actor moves: the critic is used as a fixed function of the action. Returns the loss."""
+    a, actor_cache = actor_forward(actor, obs)                                               # (B, A)
+    q1_only = {key: value[:1] for key, value in critic.items()}   # views of twin 0: Q_θ1 alone, no copy
+    q1, critic_cache = critic_forward(q1_only, obs, a)                                       # (1, B, 1)
+    n_batch = obs.shape[0]
+    dq1 = np.full_like(q1, -1.0 / n_batch)                # ∂(-mean Q1)/∂Q1
+    _, da = critic_backward(dq1, critic_cache, param_grads=False)                           # (B, A)
+    adam_step(actor, actor_backward(da, actor_cache), opt, lr, weight_decay)
+    return -float(q1.mean())
+
+
+def soft_update(net, net_targ, tau):
+    """PAPER: θ' ← τ·θ + (1-τ)·θ'  for every trainable array, in place   [TD3, Alg. 1; DS-TD3, Eq. 6]"""
+    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        targ = net_targ[key]
+        targ *= 1 - tau
+        targ += tau * net[key]
+
+
+def n_connections(net, l, twin=slice(None)):
+    """Connections of layer l: all of it, or of one twin (twin=0) of a critic."""
+    if f"M{l}" in net:
+        return n_present(net[f"M{l}"][twin])
+    return net[f"W{l}"][twin].size
+
+
+def iteration_flops(actor, critic, batch_size, policy_delay):
+    """Training FLOPs of one iteration on average, counting what sections 5 and 8 compute   [DS-TD3, Eqs. 9-10].
+
+    Each product with a layer of c connections costs 2·c FLOPs per sample (one multiplication and one addition
+    per connection) for the forward, for the input gradient and for the weight gradient alike. Sparse layers
+    count their connections only: that is the paper's metric, although numpy multiplies the masked matrices dense.
+    """
+    a1, a2, a3 = (n_connections(actor, l) for l in (1, 2, 3))
+    c1, c2, c3 = (n_connections(critic, l) for l in (1, 2, 3))       # both twins
+    q1 = sum(n_connections(critic, l, twin=0) for l in (1, 2, 3))    # Q_θ1 alone
+    critic_part = ((a1 + a2 + a3)                        # π'(s') in the target
+                   + 2 * (c1 + c2 + c3)                  # Q'(s', ã) and Q(s, a)
+                   + (c1 + c2 + c3) + (c2 + c3))         # backward: every dW; dx of layers 3 and 2
+    actor_part = ((a1 + a2 + a3)                         # π(s)
+                  + 2 * q1                               # Q_θ1(s, π(s)) and ∂Q1/∂a through all its layers
+                  + (a1 + a2 + a3) + (a2 + a3))          # backward: every dW; dx of layers 3 and 2
+    return 2 * batch_size * (critic_part + actor_part / policy_delay)
+
+
+# =============================================================================
+# 9. One training iteration, and the topology-update schedule.
+# =============================================================================
+def as_stack(a):
+    """View of a (n_in, n_out) matrix as a stack of one, so that the actor and the twin critics (2, n_in, n_out)
+    go through the same per-matrix loop. A view, not a copy: writes go to the network."""
+    return a.reshape((-1,) + a.shape[-2:])
+
+
+def topology_update(net, opt, zeta, rng):
+    """Drop-and-grow in every sparse layer of one network, each critic twin on its own   [DS-TD3, Alg. 2].
+    Returns {layer name: number of connections dropped (= grown)}."""
+    counts = {}
+    for l in (1, 2):
+        stacks = [as_stack(a) for a in (net[f"W{l}"], net[f"M{l}"], opt[f"m_W{l}"], opt[f"v_W{l}"])]
+        for i, (W, M, m, v) in enumerate(zip(*stacks)):
+            dropped, _ = drop_and_grow(W, M, zeta, rng)
+            # CHOICE (masked Adam): a dropped weight forgets its moments, so if it is regrown later it starts
+            # like any new weight, at W = m = v = 0
+            m.reshape(-1)[dropped] = 0
+            v.reshape(-1)[dropped] = 0
+            counts[f"W{l}" if len(stacks[0]) == 1 else f"Q{i + 1}.W{l}"] = dropped.size
+    return counts
+
+
+def target_maintain_sparsity(net, net_targ):
+    """MaintainSparsity on every sparse matrix of a target, k = connections of the online layer   [DS-TD3, Alg. 3].
+    Returns the number of target weights zeroed."""
+    n_zeroed = 0
+    for l in (1, 2):
+        for M, W_targ in zip(as_stack(net[f"M{l}"]), as_stack(net_targ[f"W{l}"])):
+            n_zeroed += maintain_sparsity(W_targ, n_present(M))
+    return n_zeroed
+
+
+def topology_due(iteration, step, args):
+    """Every e iterations, DS-TD3 only, and not in the last (1 - stop_adapt) of training (official code)."""
+    return (args.algo == "ds-td3" and iteration % args.update_period == 0
+            and step <= args.stop_adapt * args.total_steps)
+
+
+def lap(prof, phase, t0):
+    """Add the time since t0 to prof[phase] and return now. Always on (a clock read costs ~0.1 µs); --profile prints the totals."""
+    now = time.perf_counter()
+    prof[phase] = prof.get(phase, 0.0) + now - t0
+    return now
+
+
+def train_iteration(agent, buf, iteration, step, args, rng, prof):
+    """One TD3 iteration [TD3, Alg. 1] with DS-TD3's topology and target-sparsity steps [DS-TD3, Alg. 1].
+    agent: dict of the networks (actor, critic, their _targ copies) and Adam states. Returns log values."""
+    actor, critic, actor_targ, critic_targ = agent["actor"], agent["critic"], agent["actor_targ"], agent["critic_targ"]
+    t = time.perf_counter()
+    batch = buffer_sample(buf, args.batch_size, rng)
+    t = lap(prof, "sample batch", t)
+    y = td3_target(actor_targ, critic_targ, batch, args.gamma, agent["sigma"], agent["c"],
+                   agent["act_lo"], agent["act_hi"], rng)
+    loss_q, q1 = critic_step(critic, agent["opt_critic"], batch, y, args.lr, args.weight_decay)
+    t = lap(prof, "critic update", t)
+    out = {"loss_q": loss_q, "q1": q1}
+    adapt = topology_due(iteration, step, args)
+    if adapt:                                            # right after the critic step [DS-TD3, Alg. 1]
+        out["topology_critic"] = topology_update(critic, agent["opt_critic"], args.drop_fraction, rng)
+        t = lap(prof, "topology update", t)
+    if iteration % args.policy_delay == 0:
+        out["loss_pi"] = actor_step(actor, critic, agent["opt_actor"], batch["obs"], args.lr, args.weight_decay)
+        t = lap(prof, "actor update", t)
+        if adapt:                                        # e is a multiple of d, so this never misses
+            out["topology_actor"] = topology_update(actor, agent["opt_actor"], args.drop_fraction, rng)
+            t = lap(prof, "topology update", t)
+        soft_update(actor, actor_targ, args.tau)
+        soft_update(critic, critic_targ, args.tau)
+        t = lap(prof, "target update", t)
+        if args.algo == "ds-td3":                        # Static-TD3's target zeros stay zeros by themselves
+            out["target_zeroed"] = target_maintain_sparsity(actor, actor_targ) + \
+                target_maintain_sparsity(critic, critic_targ)
+            lap(prof, "maintain sparsity", t)
+    return out
+
+
+# =============================================================================
+# 10. Deterministic evaluation, as in [TD3]'s code.
+# =============================================================================
+def evaluate(actor, env, n_episodes, seed):
+    """Mean return of the deterministic policy π(s) (no exploration noise) over n_episodes.
+    The eval env is reseeded with the same seed at every evaluation, so each evaluation sees the same start
+    states, and the training env is never touched. Returns the array of episode returns."""
+    returns = np.zeros(n_episodes)
+    obs, _ = env.reset(seed=seed)
+    for episode in range(n_episodes):
+        if episode > 0:
+            obs, _ = env.reset()
+        done = False
+        while not done:
+            act = actor_forward(actor, obs[None].astype(actor["W1"].dtype))[0][0]           # (A,)
+            obs, rew, terminated, truncated, _ = env.step(act)
+            returns[episode] += rew
+            done = terminated or truncated
+    return returns
+
+
+# =============================================================================
+# 11. Practical extras: input checks, environments, run folder, timers. Not part of the method.
+# =============================================================================
+class UserError(Exception):
+    """Bad input: main() prints the message as one line and exits with code 2, without a traceback."""
+
+
+def check_args(args):
+    """Reject numbers the algorithm cannot run with, before anything is built."""
+    checks = [
+        (args.total_steps > 0, "--total-steps must be > 0"),
+        (args.learning_starts >= 0, "--learning-starts must be >= 0"),
+        (args.batch_size > 0, "--batch-size must be > 0"),
+        (args.buffer_size > 0, "--buffer-size must be > 0"),
+        (args.batch_size <= args.buffer_size, "--batch-size must not exceed --buffer-size"),
+        (args.hidden > 0, "--hidden must be > 0"),
+        (0 <= args.gamma <= 1, "--gamma (γ) must be in [0, 1]"),
+        (0 < args.tau <= 1, "--tau (τ) must be in (0, 1]"),
+        (args.lr > 0, "--lr must be > 0"),
+        (args.weight_decay >= 0, "--weight-decay must be >= 0"),
+        (args.expl_noise >= 0 and args.policy_noise >= 0 and args.noise_clip >= 0, "noise scales must be >= 0"),
+        (args.policy_delay > 0, "--policy-delay (d) must be > 0"),
+        (args.sparsity is None or 0 <= args.sparsity < 1, "--sparsity must be in [0, 1)"),
+        (args.lambda_in is None or args.lambda_in > 0, "--lambda-in (λ1) must be > 0"),
+        (args.lambda_hidden > 0, "--lambda-hidden (λ2) must be > 0"),
+        (0 < args.drop_fraction < 1, "--drop-fraction (η) must be in (0, 1)"),
+        (args.update_period > 0, "--update-period (e) must be > 0"),
+        (0 <= args.stop_adapt <= 1, "--stop-adapt must be in [0, 1]"),
+        (args.algo != "td3" or args.sparsity is None, "--sparsity needs a sparse --algo (ds-td3 or static-td3)"),
+        (args.eval_every > 0 and args.eval_episodes > 0 and args.log_every > 0,
+         "--eval-every, --eval-episodes and --log-every must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def make_env(env_id):
+    """gymnasium.make with one-line errors for the usual mistakes. Returns (env, gymnasium module)."""
+    try:
+        import gymnasium as gym
+    except ImportError:
+        raise UserError("gymnasium is not installed: run  pip install -r requirements.txt") from None
+    try:
+        env = gym.make(env_id)
+    except gym.error.DependencyNotInstalled:
+        raise UserError(f"{env_id} needs MuJoCo, which is not installed: run  pip install -r requirements.txt") from None
+    except gym.error.Error as err:
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown environment {env_id!r} ({type(err).__name__}){hint}") from None
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise UserError(f"{env_id} has a {type(space).__name__} action space; TD3 needs a continuous (Box) one")
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise UserError(f"{env_id} has an unbounded action space; TD3 squashes actions into finite bounds")
+    if len(env.observation_space.shape or ()) != 1:
+        raise UserError(f"{env_id} has observations of shape {env.observation_space.shape}; this MLP needs a vector")
+    return env, gym
+
+
+def format_duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def versions():
+    import gymnasium
+    try:
+        import mujoco
+        mujoco_version = mujoco.__version__
+    except ImportError:
+        mujoco_version = "not installed"
+    return {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gymnasium.__version__,
+            "mujoco": mujoco_version, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
+
+# =============================================================================
+# 12. main: seed, build, train, evaluate, log.
+# =============================================================================
+def build_agent(n_obs, n_act, act_lo, act_hi, args, rng, dtype=DTYPE):
+    """Actor, twin critics, their targets, Adam states and the scaled noise of [TD3], in one dict."""
+    H = args.hidden
+    actor_sizes = [(n_obs, H), (H, H), (H, n_act)]
+    critic_sizes = [(n_obs + n_act, H), (H, H), (H, 1)]
+    if args.algo == "td3":
+        actor_p = critic_p = None
+    else:
+        family = args.env.split("-")[0]
+        lam_in = args.lambda_in if args.lambda_in is not None else PAPER_LAMBDA_IN.get(family, DEFAULT_LAMBDA_IN)
+        actor_p = er_densities(actor_sizes, [lam_in, args.lambda_hidden], args.sparsity)
+        critic_p = er_densities(critic_sizes, [lam_in, args.lambda_hidden], args.sparsity)
+    actor = init_mlp(actor_sizes, actor_p, rng, dtype=dtype)
+    critic = init_mlp(critic_sizes, critic_p, rng, n_stack=2, dtype=dtype)
+    scale = ((act_hi - act_lo) / 2).astype(dtype)        # (A,) max_action for a symmetric space
+    actor["act_scale"], actor["act_bias"] = scale, ((act_hi + act_lo) / 2).astype(dtype)
+    return {"actor": actor, "critic": critic,
+            "actor_targ": {k: v.copy() for k, v in actor.items()},    # exact copies: same weights, same zeros
+            "critic_targ": {k: v.copy() for k, v in critic.items()},
+            "opt_actor": adam_init(actor), "opt_critic": adam_init(critic),
+            "act_lo": act_lo.astype(dtype), "act_hi": act_hi.astype(dtype),
+            "sigma": args.policy_noise * scale, "c": args.noise_clip * scale, "expl": args.expl_noise * scale}
+
+
+def sparsity_of(net):
+    present, dense = count_weights(net)
+    return 1.0 - present / dense
+
+
+def reproduce_command(argv):
+    return "python dst_td3.py " + " ".join(shlex.quote(a) for a in argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser().parse_args(argv)
+    try:
+        return train(args, argv)
+    except UserError as err:
+        print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
+        return 2
+
+
+def train(args, argv):
+    check_args(args)
+    env, _ = make_env(args.env)
+    eval_env, _ = make_env(args.env)
+    n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
+    act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+
+    rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
+    agent = build_agent(n_obs, n_act, act_lo, act_hi, args, rng)
+    buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
+    obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
+
+    run_dir = os.path.join(args.runs_dir, f"{args.env}__{args.algo}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(run_dir, exist_ok=True)
+    nets = [agent["actor"], agent["critic"]]
+    params = sum(count_weights(n)[0] for n in nets)
+    params_dense = sum(count_weights(n)[1] for n in nets)
+    flops_iter = iteration_flops(agent["actor"], agent["critic"], args.batch_size, args.policy_delay)
+    dense_args = argparse.Namespace(**{**vars(args), "algo": "td3"})
+    dense = build_agent(n_obs, n_act, act_lo, act_hi, dense_args, np.random.default_rng(0))
+    flops_iter_dense = iteration_flops(dense["actor"], dense["critic"], args.batch_size, args.policy_delay)
+    del dense
+    info = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(), "run_dir": run_dir,
+            "params_nonzero": params, "params_dense": params_dense,
+            "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
+            "flops_per_iteration": flops_iter, "flops_per_iteration_dense": flops_iter_dense}
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    print(f"command: {info['command']}", flush=True)
+    print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
+    print("versions: " + " ".join(f"{k}={v}" for k, v in info["versions"].items()), flush=True)
+    print(f"params: nonzero={params} dense={params_dense} ({params / params_dense:.1%} of dense) "
+          f"sparsity_actor={info['sparsity_actor']:.3f} sparsity_critic={info['sparsity_critic']:.3f} "
+          f"flops_per_iteration={flops_iter:.3e} ({flops_iter / flops_iter_dense:.2f}x dense)", flush=True)
+    print(f"run_dir: {run_dir}", flush=True)
+
+    csv_path = os.path.join(run_dir, "eval.csv")
+    fields = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
+              "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "wall_s"]
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerow(fields)
+
+    prof, log = {}, {}
+    t_start = t_log = time.perf_counter()
+    last_eval = float("nan")
+    for step in range(1, args.total_steps + 1):
+        t = time.perf_counter()
+        if step <= args.learning_starts:
+            act = rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)          # warm-up: uniform random
+        else:
+            # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
+            act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
+            act = np.clip(act + rng.standard_normal(n_act, dtype=DTYPE) * agent["expl"], agent["act_lo"], agent["act_hi"])
+        t = lap(prof, "acting", t)
+        next_obs, rew, terminated, truncated, _ = env.step(act)
+        t = lap(prof, "env step", t)
+        buffer_add(buf, obs, act, rew, next_obs, terminated)    # TRAP: terminated only, never truncated
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        lap(prof, "env step", t)
+
+        if step > args.learning_starts:
+            iteration = step - args.learning_starts
+            out = train_iteration(agent, buf, iteration, step, args, rng, prof)
+            log.update(out)
+            if not math.isfinite(out["loss_q"]):
+                raise UserError(f"critic loss became {out['loss_q']} at step {step}; lower --lr?")
+            if "topology_actor" in out:
+                layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
+                          **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
+                print(f"topology step={step} iteration={iteration} "
+                      + " ".join(f"{k}=-{v}/+{v}" for k, v in layers.items())
+                      + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
+                      + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+
+        if step % args.eval_every == 0 or step == args.total_steps:
+            t = time.perf_counter()
+            returns = evaluate(agent["actor"], eval_env, args.eval_episodes, args.seed + 100)
+            lap(prof, "evaluation", t)
+            last_eval = float(returns.mean())
+            n_iter = max(0, step - args.learning_starts)
+            row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, params, params_dense,
+                   f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
+                   f"{n_iter * flops_iter:.4e}", f"{flops_iter / flops_iter_dense:.4f}",
+                   f"{time.perf_counter() - t_start:.1f}"]
+            with open(csv_path, "a", newline="") as f:
+                csv.writer(f).writerow(row)
+            print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
+                  f"episodes={args.eval_episodes} params={params}/{params_dense} "
+                  f"flops={n_iter * flops_iter:.3e} flops_vs_dense={flops_iter / flops_iter_dense:.2f}", flush=True)
+
+        if step % args.log_every == 0:
+            now = time.perf_counter()
+            sps = args.log_every / (now - t_log)
+            t_log = now
+            losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
+            print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} "
+                  f"eta={format_duration((args.total_steps - step) / sps)} last_eval={last_eval:.1f} {losses} "
+                  f"sparsity_actor={sparsity_of(agent['actor']):.3f} "
+                  f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+
+    wall = time.perf_counter() - t_start
+    print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={last_eval:.1f} "
+          f"run_dir={run_dir}", flush=True)
+    print(f"reproduce: {info['command']}", flush=True)
+    if args.profile:
+        print_profile(prof, wall)
+    return 0
+
+
+def print_profile(prof, wall):
+    """Share of the wall time per phase of the loop (--profile)."""
+    print("profile: phase share_of_wall seconds", flush=True)
+    for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
+        print(f"profile: {phase:<18s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
+    other = wall - sum(prof.values())
+    print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,550 @@
+"""Tests for dst_td3.py. Run: python -m pytest -q
+
+Finite differences are the oracle for every backward (float64). The rest checks the invariants of the sparse
+networks, the TD3 math on hand-made inputs, the CLI, determinism, and one real learning run.
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import dst_td3 as d
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+F64 = np.float64
+
+
+def numerical_grad(f, x, h=1e-6):
+    """Centered differences of scalar f() w.r.t. array x, perturbing x in place."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        f_plus = f()
+        x[i] = old - h
+        f_minus = f()
+        x[i] = old
+        g[i] = (f_plus - f_minus) / (2 * h)
+    return g
+
+
+def rel_err(a, b):
+    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
+
+
+def away_from_zero(rng, shape, margin=1e-2):
+    """Random values with |z| > margin, so that a ReLU kink cannot fake a failure."""
+    z = rng.standard_normal(shape)
+    return np.where(np.abs(z) < margin, margin * np.sign(z + 1e-12) + z, z)
+
+
+def small_nets(rng, S=3, A=2, H=5, sparse=True):
+    """A tiny actor and twin critic in float64, with masks (about half of layers 1 and 2 absent)."""
+    dens = [0.5, 0.5] if sparse else None
+    actor = d.init_mlp([(S, H), (H, H), (H, A)], dens, rng, dtype=F64)
+    critic = d.init_mlp([(S + A, H), (H, H), (H, 1)], dens, rng, n_stack=2, dtype=F64)
+    actor["act_scale"], actor["act_bias"] = np.array([2.0, 0.5]), np.array([0.1, -0.2])
+    return actor, critic
+
+
+# ----------------------------------------------------------------------------- 1. layer pairs
+@pytest.mark.parametrize("stacked", [False, True])
+def test_masked_linear_gradients(stacked):
+    rng = np.random.default_rng(0)
+    lead = (2,) if stacked else ()
+    x = rng.standard_normal((4, 3))
+    W = rng.standard_normal(lead + (3, 5))
+    M = (rng.random(W.shape) < 0.5).astype(F64)
+    W *= M                                               # the invariant the forward relies on
+    b = rng.standard_normal(lead + (1, 5))
+    dy = rng.standard_normal(lead + (4, 5))
+
+    def f():
+        return np.sum(d.masked_linear_forward(x, W * M, b, M)[0] * dy)   # the function is x @ (W*M) + b
+
+    y, cache = d.masked_linear_forward(x, W, b, M)
+    dx, dW, db = d.masked_linear_backward(dy, cache)
+    assert y.shape == lead + (4, 5)
+    dx_total = dx.sum(axis=0) if stacked else dx        # a shared x fans out to both twins: gradients add
+    assert dx.shape == lead + x.shape
+    assert rel_err(dx_total, numerical_grad(f, x)) < 1e-6
+    assert rel_err(dW, numerical_grad(f, W)) < 1e-6
+    assert rel_err(db, numerical_grad(f, b)) < 1e-6
+    assert np.all(dW[M == 0] == 0)                       # absent connections: exactly zero gradient
+    # the skipped results are None and the others unchanged
+    dx2, dW2, db2 = d.masked_linear_backward(dy, cache, need_dx=False)
+    assert dx2 is None and np.array_equal(dW2, dW) and np.array_equal(db2, db)
+    dx3, dW3, db3 = d.masked_linear_backward(dy, cache, need_dW=False)
+    assert dW3 is None and db3 is None and np.array_equal(dx3, dx)
+
+
+def test_relu_tanh_mse_gradients():
+    rng = np.random.default_rng(1)
+    z = away_from_zero(rng, (4, 6))
+    dout = rng.standard_normal((4, 6))
+    h, cache = d.relu_forward(z)
+    assert rel_err(d.relu_backward(dout, cache), numerical_grad(lambda: np.sum(d.relu_forward(z)[0] * dout), z)) < 1e-6
+    y, cache = d.tanh_forward(z)
+    assert rel_err(d.tanh_backward(dout, cache), numerical_grad(lambda: np.sum(d.tanh_forward(z)[0] * dout), z)) < 1e-6
+    pred, target = rng.standard_normal((2, 4, 1)), rng.standard_normal((4, 1))
+    loss, dpred = d.mse_loss(pred, target)
+    expected = np.mean((pred[0] - target) ** 2) + np.mean((pred[1] - target) ** 2)   # L(θ1) + L(θ2)
+    assert abs(loss - expected) < 1e-12
+    assert rel_err(dpred, numerical_grad(lambda: d.mse_loss(pred, target)[0], pred)) < 1e-6
+
+
+# ----------------------------------------------------------------------------- 2. whole networks
+def test_critic_loss_gradient_wrt_every_critic_parameter():
+    rng = np.random.default_rng(2)
+    _, critic = small_nets(rng)
+    obs, act, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), rng.standard_normal((6, 1))
+
+    def loss():
+        return d.mse_loss(d.critic_forward(critic, obs, act)[0], y)[0]
+
+    q, cache = d.critic_forward(critic, obs, act)
+    assert q.shape == (2, 6, 1)
+    grads, da = d.critic_backward(d.mse_loss(q, y)[1], cache)
+    assert da is None
+    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        num = numerical_grad(loss, critic[key])
+        if key in ("W1", "W2"):                          # compare on present connections; absent get exactly 0
+            M = critic["M" + key[1]]
+            assert np.all(grads[key][M == 0] == 0)
+            num = num * M
+        assert rel_err(grads[key], num) < 1e-5, key
+
+
+def test_critic_dq_da_and_actor_loss_through_the_critic():
+    rng = np.random.default_rng(3)
+    actor, critic = small_nets(rng)
+    obs, act = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    # ∂Q1/∂a through Q_θ1 alone (the view the actor step uses)
+    q1_only = {k: v[:1] for k, v in critic.items()}
+    q1, cache = d.critic_forward(q1_only, obs, act)
+    _, da = d.critic_backward(np.ones_like(q1), cache, param_grads=False)
+    num = numerical_grad(lambda: d.critic_forward(critic, obs, act)[0][0].sum(), act)
+    assert rel_err(da, num) < 1e-6
+
+    # the actor loss -mean Q1(s, π(s)), w.r.t. every actor parameter, through the critic
+    def actor_loss():
+        return -d.critic_forward(critic, obs, d.actor_forward(actor, obs)[0])[0][0].mean()
+
+    a, a_cache = d.actor_forward(actor, obs)
+    q1, c_cache = d.critic_forward(q1_only, obs, a)
+    _, da = d.critic_backward(np.full_like(q1, -1.0 / 6), c_cache, param_grads=False)
+    grads = d.actor_backward(da, a_cache)
+    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        num = numerical_grad(actor_loss, actor[key])
+        if key in ("W1", "W2"):
+            M = actor["M" + key[1]]
+            assert np.all(grads[key][M == 0] == 0)
+            num = num * M
+        assert rel_err(grads[key], num) < 1e-5, key
+
+
+def test_actor_output_scaling_and_bounds():
+    rng = np.random.default_rng(4)
+    actor, _ = small_nets(rng)
+    actor["W3"] *= 100                                   # saturate tanh
+    a, _ = d.actor_forward(actor, rng.standard_normal((50, 3)) * 10)
+    lo, hi = actor["act_bias"] - actor["act_scale"], actor["act_bias"] + actor["act_scale"]
+    assert np.all(a >= lo) and np.all(a <= hi)
+    assert np.any(np.abs(a - hi) < 1e-3)                 # it does reach the edge: the scale is applied
+
+
+# ----------------------------------------------------------------------------- Erdős–Rényi
+def paper_expected_weights(S, A, lam_in, lam_hidden=64.0, H=256):
+    actor = [(S, H), (H, H), (H, A)]
+    critic = [(S + A, H), (H, H), (H, 1)]
+    total = dense = 0.0
+    for sizes, n in ((actor, 1), (critic, 2)):
+        p = d.er_densities(sizes, [lam_in, lam_hidden])
+        layer_w = [n_in * n_out for n_in, n_out in sizes]
+        total += n * (p[0] * layer_w[0] + p[1] * layer_w[1] + layer_w[2])
+        dense += n * sum(layer_w)
+    return total, dense
+
+
+@pytest.mark.parametrize("S,A,lam,dense_w,sparsity", [
+    (11, 3, 7.0, 207_872, 0.494),                        # Hopper
+    (17, 6, 7.0, 214_784, 0.506),                        # HalfCheetah, Walker2d
+])
+def test_paper_sparsity_levels(S, A, lam, dense_w, sparsity):
+    expected, dense = paper_expected_weights(S, A, lam)
+    assert dense == dense_w
+    assert abs((1 - expected / dense) - sparsity) < 5e-4
+    if S == 11:
+        assert round(expected) == 105_233                # DS-TD3.md §2
+
+
+def test_paper_sparsity_ant_and_humanoid():
+    # the paper ran gym v3, whose Ant observation has 111 entries (contact forces); Ant-v4 has 27 by default
+    assert abs(1 - np.divide(*paper_expected_weights(111, 8, 40.0)) - 0.496) < 5e-4
+    assert abs(1 - np.divide(*paper_expected_weights(376, 17, 61.0)) - 0.557) < 5e-4    # Humanoid: 376 in both
+
+
+def test_er_realised_density_matches_eq1():
+    rng = np.random.default_rng(5)
+    n_in, n_out = 17, 256
+    p = d.er_probability(n_in, n_out, 7.0)
+    assert p == pytest.approx(7.0 * (17 + 256) / (17 * 256))
+    M = d.erdos_renyi_mask(n_in, n_out, p, rng)
+    n = n_in * n_out
+    assert abs(M.sum() - p * n) < 4 * np.sqrt(n * p * (1 - p))   # within 4 binomial standard deviations
+    assert set(np.unique(M)) <= {0.0, 1.0}
+    assert d.er_probability(3, 4, 100.0) == 1.0                  # capped at 1
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9])
+def test_target_sparsity_is_hit(target):
+    sizes = [(11, 256), (256, 256), (256, 3)]
+    p = d.er_densities(sizes, [7.0, 64.0], sparsity=target)
+    kept = p[0] * 11 * 256 + p[1] * 256 * 256 + 256 * 3
+    assert abs((1 - kept / (11 * 256 + 256 * 256 + 256 * 3)) - target) < 1e-6
+    # the same factor scales both layers (unless one is capped at 1)
+    p_er = d.er_densities(sizes, [7.0, 64.0])
+    if max(p) < 1:
+        assert p[0] / p_er[0] == pytest.approx(p[1] / p_er[1])
+    # a realised network from the CLI path hits it too
+    args = d.make_parser().parse_args(["--sparsity", str(target)])
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), args, np.random.default_rng(0))
+    assert abs(d.sparsity_of(agent["actor"]) - target) < 0.01
+    assert abs(d.sparsity_of(agent["critic"]) - target) < 0.01
+
+
+def test_target_sparsity_out_of_reach_is_an_error():
+    with pytest.raises(ValueError):
+        d.er_densities([(3, 4), (4, 4), (4, 100)], [7.0, 64.0], sparsity=0.9)   # the dense output alone is too big
+
+
+# ----------------------------------------------------------------------------- drop and grow
+def test_drop_and_grow_invariants():
+    rng = np.random.default_rng(6)
+    M = (rng.random((40, 30)) < 0.4).astype(F64)
+    W = rng.standard_normal((40, 30)) * M
+    W0, M0 = W.copy(), M.copy()
+    zeta = 0.1
+    dropped, grown = d.drop_and_grow(W, M, zeta, rng)
+    assert M.sum() == M0.sum()                           # connection count unchanged
+    assert dropped.size == grown.size > 0
+    w0, m0 = W0.reshape(-1), M0.reshape(-1)
+    assert np.all(m0[dropped] == 1) and np.all(m0[grown] == 0)   # dropped were present, grown were absent
+    assert np.all(M.reshape(-1)[grown] == 1) and np.all(W.reshape(-1)[grown] == 0)  # grown start at 0
+    assert np.all(M.reshape(-1)[dropped] == 0) and np.all(W.reshape(-1)[dropped] == 0)
+    assert np.all(W[M == 0] == 0)
+    # the dropped ones are exactly the ceil(ζ·n) smallest positive and the ceil(ζ·n) largest negative
+    active = np.flatnonzero(m0)
+    pos, neg = active[w0[active] >= 0], active[w0[active] < 0]
+    k_pos, k_neg = int(np.ceil(zeta * pos.size)), int(np.ceil(zeta * neg.size))
+    expected = set(pos[np.argsort(w0[pos])[:k_pos]]) | set(neg[np.argsort(-w0[neg])[:k_neg]])
+    assert set(dropped) == expected
+
+
+def test_drop_and_grow_tiny_and_full_layers():
+    rng = np.random.default_rng(7)
+    M = np.zeros((4, 4))
+    M.reshape(-1)[:3] = 1                                # 3 connections: ζ·n rounds to 0, but we still adapt
+    W = np.array([0.5, -0.2, 0.1] + [0.0] * 13).reshape(4, 4)
+    dropped, grown = d.drop_and_grow(W, M, 0.05, rng)
+    assert set(dropped) == {1, 2} and M.sum() == 3      # ceil(0.05·2) = 1 positive (0.1), ceil(0.05·1) = 1 negative
+    full_M, full_W = np.ones((3, 3)), rng.standard_normal((3, 3))
+    dropped, grown = d.drop_and_grow(full_W, full_M, 0.05, rng)  # nowhere to grow: nothing changes
+    assert dropped.size == 0 and full_M.sum() == 9
+
+
+def test_topology_update_zeroes_adam_moments_and_keeps_counts():
+    rng = np.random.default_rng(8)
+    _, critic = small_nets(rng, H=16)
+    opt = d.adam_init(critic)
+    for key in ("W1", "W2"):
+        opt["m_" + key][...] = critic[key] + 1.0         # nonzero moments where connections exist...
+        opt["m_" + key] *= critic["M" + key[1]]          # ...and zero where they do not (the invariant)
+        opt["v_" + key][...] = opt["m_" + key] ** 2
+    counts_before = [critic["M1"][i].sum() for i in range(2)]
+    d.topology_update(critic, opt, 0.2, rng)
+    for i in range(2):
+        assert critic["M1"][i].sum() == counts_before[i]     # per twin
+    for key in ("W1", "W2"):
+        M = critic["M" + key[1]]
+        assert np.all(opt["m_" + key][M == 0] == 0) and np.all(opt["v_" + key][M == 0] == 0)
+
+
+def test_maintain_sparsity_keeps_k_largest():
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((20, 20))
+    W[rng.random((20, 20)) < 0.3] = 0
+    k = 150
+    W0 = W.copy()
+    n_zeroed = d.maintain_sparsity(W, k)
+    assert np.count_nonzero(W) == k
+    assert n_zeroed == np.count_nonzero(W0) - k
+    kept = np.flatnonzero(W)
+    assert set(kept) == set(np.argsort(-np.abs(W0).reshape(-1))[:k])
+    assert np.array_equal(W.reshape(-1)[kept], W0.reshape(-1)[kept])     # kept values untouched
+    assert d.maintain_sparsity(W, k + 10) == 0                            # already sparse enough
+
+
+def test_masked_weights_stay_zero_through_many_adam_steps_and_soft_updates():
+    rng = np.random.default_rng(10)
+    actor, critic = small_nets(rng, H=8)
+    critic_targ = {k: v.copy() for k, v in critic.items()}
+    opt = d.adam_init(critic)
+    for _ in range(200):
+        obs, act, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2)), rng.standard_normal((16, 1))
+        d.critic_step(critic, opt, {"obs": obs, "act": act}, y, 1e-2, 2e-4)
+        d.soft_update(critic, critic_targ, 0.05)
+    for l in (1, 2):
+        M = critic[f"M{l}"]
+        assert np.all(critic[f"W{l}"][M == 0] == 0)
+        assert np.all(opt[f"m_W{l}"][M == 0] == 0) and np.all(opt[f"v_W{l}"][M == 0] == 0)
+        assert np.all(critic_targ[f"W{l}"][M == 0] == 0)         # targets keep the online masks
+    assert np.count_nonzero(critic["W2"]) > 0.9 * critic["M2"].sum()  # and the present ones did learn
+
+
+def test_adam_matches_the_textbook_formula():
+    rng = np.random.default_rng(11)
+    W0 = rng.standard_normal((3, 4))
+    net = {k: np.zeros((1, 1)) for k in ("b1", "W2", "b2", "W3", "b3")}
+    net["W1"] = W0.copy()
+    opt = d.adam_init(net)
+    m = v = np.zeros_like(W0)
+    W = W0.copy()
+    for t in range(1, 6):
+        grad = rng.standard_normal(W.shape)
+        d.adam_step(net, {"W1": grad}, opt, 1e-2, 0.1)
+        g = grad + 0.1 * W
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        W = W - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    assert np.allclose(net["W1"], W, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_stays_float32():
+    rng = np.random.default_rng(12)
+    args = d.make_parser().parse_args([])
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), args, rng)
+    buf = d.buffer_init(300, 11, 3)
+    for _ in range(300):                                 # float64 observations, as Gymnasium gives them
+        d.buffer_add(buf, rng.standard_normal(11), rng.uniform(-1, 1, 3), 1.0, rng.standard_normal(11), False)
+    args.batch_size = 32
+    for it in (1, 2):
+        d.train_iteration(agent, buf, it, 1000, args, rng, {})
+    for name in ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic"):
+        for key, value in agent[name].items():
+            if isinstance(value, np.ndarray):
+                assert value.dtype == np.float32, (name, key)
+
+
+# ----------------------------------------------------------------------------- TD3 pieces
+def tiny_target_setup():
+    """Hand-made nets: π'(s') = 0.9 (saturating tanh), Q'1 = 10 + a, Q'2 = 20 + a (via the output biases)."""
+    A, S = 1, 1
+    actor = {"W1": np.zeros((S, 2)), "b1": np.zeros((1, 2)), "W2": np.zeros((2, 2)), "b2": np.zeros((1, 2)),
+             "W3": np.zeros((2, A)), "b3": np.full((1, A), np.arctanh(0.9)),
+             "act_scale": np.ones(A), "act_bias": np.zeros(A)}
+    critic = {"W1": np.zeros((2, S + A, 2)), "b1": np.zeros((2, 1, 2)), "W2": np.zeros((2, 2, 2)),
+              "b2": np.zeros((2, 1, 2)), "W3": np.ones((2, 2, 1)), "b3": np.array([10.0, 20.0]).reshape(2, 1, 1)}
+    critic["W1"][:, S, 0] = 1.0                          # h1[0] = relu(a)
+    critic["W2"][:, 0, 0] = 1.0                          # h2[0] = h1[0];  q = h2[0] + b3 (W3[1] hits 0)
+    return actor, critic
+
+
+def test_td3_target_math():
+    actor, critic = tiny_target_setup()
+    batch = {"next_obs": np.zeros((3, 1)), "rew": np.array([[1.0], [2.0], [3.0]]),
+             "terminated": np.array([[0.0], [1.0], [0.0]])}
+    sigma, zero = np.array([0.0]), np.array([0.0])
+    y = d.td3_target(actor, critic, batch, 0.5, sigma, zero, np.array([-1.0]), np.array([1.0]),
+                     np.random.default_rng(0))
+    # min(Q'1, Q'2) = 10 + 0.9 = 10.9;   y = r + γ(1 - terminated)·10.9
+    assert np.allclose(y, [[1 + 0.5 * 10.9], [2.0], [3 + 0.5 * 10.9]])
+
+
+def test_td3_target_noise_is_clipped_and_action_bounded():
+    actor, critic = tiny_target_setup()
+    batch = {"next_obs": np.zeros((2000, 1)), "rew": np.zeros((2000, 1)), "terminated": np.zeros((2000, 1))}
+    # huge σ̃ with c = 0.05: ã ∈ [0.85, 0.95]; with bounds [-1, 0.92] the top is clipped to 0.92
+    y = d.td3_target(actor, critic, batch, 1.0, np.array([100.0]), np.array([0.05]), np.array([-1.0]),
+                     np.array([0.92]), np.random.default_rng(1))
+    a = y - 10.0                                         # y = Q'1 = 10 + ã here
+    assert a.min() >= 0.85 - 1e-9 and a.max() <= 0.92 + 1e-9
+    assert np.isclose(a.min(), 0.85) and np.isclose(a.max(), 0.92)      # both clips are hit
+
+
+def test_terminated_cuts_bootstrap_truncated_does_not(tmp_path):
+    """End to end through the loop: a time-limit cut is stored as not terminal (sfujim/TD3#41, cleanrl#457)."""
+    gym = pytest.importorskip("gymnasium")
+    env = gym.make("Pendulum-v1", max_episode_steps=5)   # Pendulum never terminates, only truncates
+    buf = d.buffer_init(20, 3, 1)
+    obs, _ = env.reset(seed=0)
+    n_trunc = 0
+    for _ in range(12):
+        act = env.action_space.sample()
+        next_obs, rew, terminated, truncated, _ = env.step(act)
+        d.buffer_add(buf, obs, act, rew, next_obs, terminated)
+        n_trunc += truncated
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    assert n_trunc == 2 and np.all(buf["terminated"][:12] == 0)
+
+
+def test_soft_update_is_exact_polyak():
+    rng = np.random.default_rng(13)
+    actor, _ = small_nets(rng)
+    targ = {k: v + rng.standard_normal(v.shape) for k, v in actor.items()}
+    expected = {k: 0.3 * actor[k] + 0.7 * targ[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3")}
+    d.soft_update(actor, targ, 0.3)
+    for k, v in expected.items():
+        assert np.allclose(targ[k], v, rtol=0, atol=1e-14)
+
+
+def make_buffer(rng, n=400, S=11, A=3):
+    buf = d.buffer_init(n, S, A)
+    for _ in range(n):
+        d.buffer_add(buf, rng.standard_normal(S), rng.uniform(-1, 1, A), rng.standard_normal(),
+                     rng.standard_normal(S), rng.random() < 0.05)
+    return buf
+
+
+def test_actor_updates_every_d_iterations_and_targets_follow():
+    rng = np.random.default_rng(14)
+    args = d.make_parser().parse_args(["--batch-size", "16", "--policy-delay", "3", "--update-period", "6"])
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), args, rng)
+    buf = make_buffer(rng)
+    for it in range(1, 8):
+        actor_before = agent["actor"]["W2"].copy()
+        targ_before = agent["critic_targ"]["W3"].copy()
+        out = d.train_iteration(agent, buf, it, 1000, args, rng, {})
+        actor_moved = not np.array_equal(actor_before, agent["actor"]["W2"])
+        targ_moved = not np.array_equal(targ_before, agent["critic_targ"]["W3"])
+        assert actor_moved == (it % 3 == 0) == ("loss_pi" in out) == targ_moved, it
+        assert ("topology_actor" in out) == (it == 6)    # e = 6: the only iteration due within 1..7
+    # targets still as sparse as the online nets after the topology update (MaintainSparsity)
+    for net in ("actor", "critic"):
+        for l in (1, 2):
+            for M, Wt in zip(d.as_stack(agent[net][f"M{l}"]), d.as_stack(agent[net + "_targ"][f"W{l}"])):
+                assert np.count_nonzero(Wt) <= M.sum()
+
+
+def test_topology_schedule_stops_at_the_end():
+    args = d.make_parser().parse_args(["--total-steps", "1000", "--update-period", "100"])
+    assert d.topology_due(100, 500, args) and not d.topology_due(150, 500, args)
+    assert d.topology_due(900, 925, args) and not d.topology_due(1000, 926, args)
+    for algo in ("td3", "static-td3"):
+        args.algo = algo
+        assert not d.topology_due(100, 500, args)
+
+
+def test_flop_count_dense_and_sparse():
+    rng = np.random.default_rng(15)
+    args = d.make_parser().parse_args(["--algo", "td3", "--env", "HalfCheetah-v4"])
+    dense = d.build_agent(17, 6, -np.ones(6), np.ones(6), args, rng)
+    a = 17 * 256 + 256 * 256 + 256 * 6
+    c = 23 * 256 + 256 * 256 + 256
+    expected = 2 * 100 * ((a + 4 * c + 2 * c + 2 * (256 * 256 + 256)) + (a + 2 * c + a + 256 * 256 + 256 * 6) / 2)
+    assert d.iteration_flops(dense["actor"], dense["critic"], 100, 2) == expected
+    args.algo = "ds-td3"
+    sparse = d.build_agent(17, 6, -np.ones(6), np.ones(6), args, rng)
+    ratio = d.iteration_flops(sparse["actor"], sparse["critic"], 100, 2) / expected
+    assert 0.45 < ratio < 0.55                           # about half, as the paper reports (0.49x)
+
+
+# ----------------------------------------------------------------------------- buffer, CLI, determinism
+def test_buffer_wraps_and_sampling_is_seeded():
+    buf = d.buffer_init(5, 2, 1)
+    for i in range(7):
+        d.buffer_add(buf, np.full(2, i), np.full(1, i), i, np.full(2, i + 1), False)
+    assert buf["size"] == 5 and buf["ptr"] == 2
+    assert list(buf["rew"][:, 0]) == [5, 6, 2, 3, 4]     # 0 and 1 were overwritten
+    b1 = d.buffer_sample(buf, 8, np.random.default_rng(3))
+    b2 = d.buffer_sample(buf, 8, np.random.default_rng(3))
+    assert all(np.array_equal(b1[k], b2[k]) for k in b1)
+    assert np.array_equal(b1["next_obs"][:, 0], b1["obs"][:, 0] + 1)   # rows stay together
+
+
+def test_defaults_are_the_papers():
+    args = d.make_parser().parse_args([])
+    expected = dict(env="Hopper-v4", algo="ds-td3", total_steps=1_000_000, learning_starts=25_000, batch_size=100,
+                    buffer_size=1_000_000, hidden=256, gamma=0.99, tau=0.005, lr=1e-3, weight_decay=2e-4,
+                    expl_noise=0.1, policy_noise=0.2, noise_clip=0.5, policy_delay=2, sparsity=None,
+                    lambda_in=None, lambda_hidden=64.0, drop_fraction=0.05, update_period=1000, stop_adapt=0.925,
+                    eval_every=5000, eval_episodes=10)
+    for k, v in expected.items():
+        assert getattr(args, k) == v, k
+        assert type(getattr(args, k)) is type(v), k
+
+
+def run_cli(*argv, timeout=300):
+    return subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv], capture_output=True,
+                          text=True, timeout=timeout, cwd=HERE)
+
+
+def test_help_documents_every_flag():
+    out = run_cli("--help").stdout
+    for action in d.make_parser()._actions:
+        for opt in action.option_strings:
+            assert opt in out
+    flat = " ".join(out.split())                         # argparse wraps long lines
+    assert "random steps before training (default: 25000)" in flat and "target update rate τ (default: 0.005)" in flat
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--env", "Hoper-v4"], "did you mean Hopper-v4"),
+    (["--env", "CartPole-v1"], "Discrete action space"),
+    (["--total-steps", "0"], "--total-steps"),
+    (["--batch-size", "200", "--buffer-size", "100"], "--batch-size"),
+    (["--sparsity", "1.0"], "--sparsity"),
+    (["--lambda-in", "-1"], "--lambda-in"),
+    (["--drop-fraction", "1.5"], "--drop-fraction"),
+    (["--update-period", "0"], "--update-period"),
+    (["--tau", "0"], "--tau"),
+    (["--gamma", "1.5"], "--gamma"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(argv, message):
+    res = run_cli(*argv, "--runs-dir", "/nonexistent-never-created")
+    assert res.returncode == 2
+    err_lines = [line for line in res.stderr.splitlines() if line.startswith("dst_td3.py: error:")]
+    assert len(err_lines) == 1 and message in err_lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+SMOKE = ["--env", "Hopper-v4", "--total-steps", "300", "--learning-starts", "100", "--batch-size", "32",
+         "--eval-every", "300", "--eval-episodes", "1", "--log-every", "100", "--update-period", "50"]
+
+
+def test_smoke_and_determinism(tmp_path):
+    pytest.importorskip("mujoco")
+    outs = []
+    for seed, sub in (("0", "a"), ("0", "b"), ("1", "c")):
+        res = run_cli(*SMOKE, "--seed", seed, "--runs-dir", str(tmp_path / sub))
+        assert res.returncode == 0, res.stderr
+        assert "topology step=" in res.stdout and "eval step=300" in res.stdout
+        loss_lines = [line for line in res.stdout.splitlines() if line.startswith("step=300/")]
+        assert "loss_q=" in loss_lines[0] and "nan" not in loss_lines[0].split("last_eval")[1]
+        run_dir = glob.glob(str(tmp_path / sub / "*"))[0]
+        with open(os.path.join(run_dir, "eval.csv")) as f:
+            rows = list(csv.DictReader(f))
+        config = json.load(open(os.path.join(run_dir, "config.json")))
+        assert config["params_nonzero"] < config["params_dense"] and float(rows[-1]["flops"]) > 0
+        outs.append((rows[-1]["return_mean"], [line for line in res.stdout.splitlines() if line.startswith("step=")]))
+    strip = [[line.split(" sps=")[0] + line.split("eta=")[1].split(" ", 1)[1] for line in lines] for _, lines in outs]
+    assert outs[0][0] == outs[1][0] and strip[0] == strip[1]          # same seed: identical evaluations, losses
+    assert strip[0] != strip[2]                                       # another seed: different
+
+
+def test_learns_inverted_pendulum(tmp_path):
+    """A real learning run: DS-TD3 balances InvertedPendulum-v4 (max return 1000)."""
+    pytest.importorskip("mujoco")
+    res = run_cli("--env", "InvertedPendulum-v4", "--total-steps", "12000", "--learning-starts", "1000",
+                  "--eval-every", "2000", "--eval-episodes", "5", "--update-period", "500",
+                  "--runs-dir", str(tmp_path), timeout=600)
+    assert res.returncode == 0, res.stderr
+    returns = [float(line.split("return_mean=")[1].split()[0]) for line in res.stdout.splitlines()
+               if line.startswith("eval step=")]
+    assert max(returns) >= 900, returns

@@ -51,7 +51,7 @@ Differences from the paper (each is also marked `# CHOICE:` where it happens):
     exactly 0 counts as positive, so it is dropped first.
   - Gymnasium v4 tasks instead of gym v3 (the same dynamics for Hopper, HalfCheetah, Walker2d).
   - Warm-up actions are drawn uniformly by our own seeded generator, not by `action_space.sample()`, so that a
-    single generator is the only source of randomness (and a checkpoint only needs to store its state).
+    single seeded generator is the only source of randomness besides the seeded env resets.
   - Topology adaptation stops after 92.5 % of the environment steps (--stop-adapt), as the official code does.
   - Training FLOPs count one multiplication and one addition per connection and per sample for every product the
     code performs (forward, input gradient, weight gradient), on the actual schedule (actor every d iterations).
@@ -85,10 +85,8 @@ import json
 import math
 import platform
 import shlex
-import signal
 import sys
 import time
-import zipfile
 
 import numpy as np
 
@@ -205,7 +203,7 @@ def mse_loss(pred, target):
     """L = Σ_twins mean_B (pred - target)².   pred: (..., B, 1)  target: (B, 1) -> (L, dpred)
 
     With a leading twin axis this is exactly L(θ1) + L(θ2) [TD3, Alg. 1]: a mean over the batch, summed over
-    the critics. The only 1/B of the whole backward pass lives here.
+    the critics. The 1/B of the mean enters the backward pass here and nowhere else.
     """
     n_batch = pred.shape[-2]
     diff = pred - target                                 # (..., B, 1)
@@ -590,7 +588,8 @@ def topology_due(iteration, step, args):
 
 
 def lap(prof, phase, t0):
-    """Add the time since t0 to prof[phase] and return now. Always on (a clock read costs ~0.1 µs); --profile prints the totals."""
+    """Add the time since t0 to prof[phase] and return now. Always on, since a clock read costs ~0.1 µs;
+    --profile prints the totals at the end."""
     now = time.perf_counter()
     prof[phase] = prof.get(phase, 0.0) + now - t0
     return now
@@ -615,7 +614,7 @@ def train_iteration(agent, buf, iteration, step, args, rng, prof):
     if iteration % args.policy_delay == 0:
         out["loss_pi"] = actor_step(actor, critic, agent["opt_actor"], batch["obs"], args.lr, args.weight_decay)
         t = lap(prof, "actor update", t)
-        if adapt:                                        # e is a multiple of d, so this never misses
+        if adapt:                                        # check_args makes e a multiple of d: never missed
             out["topology_actor"] = topology_update(actor, agent["opt_actor"], args.drop_fraction, rng)
             t = lap(prof, "topology update", t)
         soft_update(actor, actor_targ, args.tau)
@@ -632,7 +631,7 @@ def train_iteration(agent, buf, iteration, step, args, rng, prof):
 # 10. Deterministic evaluation, as in [TD3]'s code.
 # =============================================================================
 def evaluate(actor, env, n_episodes, seed):
-    """Mean return of the deterministic policy π(s) (no exploration noise) over n_episodes.
+    """Undiscounted returns of the deterministic policy π(s) (no exploration noise) over n_episodes.
     The eval env is reseeded with the same seed at every evaluation, so each evaluation sees the same start
     states, and the training env is never touched. Returns the array of episode returns."""
     returns = np.zeros(n_episodes)
@@ -650,7 +649,7 @@ def evaluate(actor, env, n_episodes, seed):
 
 
 # =============================================================================
-# 11. Practical extras: input checks, environments, run folder, timers. Not part of the method.
+# 11. Practical extras: input checks, environments, versions. Not part of the method.
 # =============================================================================
 class UserError(Exception):
     """Bad input: main() prints the message as one line and exits with code 2, without a traceback."""
@@ -676,6 +675,8 @@ def check_args(args):
         (args.lambda_hidden > 0, "--lambda-hidden (λ2) must be > 0"),
         (0 < args.drop_fraction < 1, "--drop-fraction (η) must be in (0, 1)"),
         (args.update_period > 0, "--update-period (e) must be > 0"),
+        (args.update_period % args.policy_delay == 0,
+         "--update-period (e) must be a multiple of --policy-delay (d), so actor and critics adapt together"),
         (0 <= args.stop_adapt <= 1, "--stop-adapt must be in [0, 1]"),
         (args.algo != "td3" or args.sparsity is None, "--sparsity needs a sparse --algo (ds-td3 or static-td3)"),
         (args.eval_every > 0 and args.eval_episodes > 0 and args.log_every > 0,
@@ -695,7 +696,8 @@ def make_env(env_id):
     try:
         env = gym.make(env_id)
     except gym.error.DependencyNotInstalled:
-        raise UserError(f"{env_id} needs MuJoCo, which is not installed: run  pip install -r requirements.txt") from None
+        raise UserError(f"{env_id} needs MuJoCo, which is not installed: "
+                        "run  pip install -r requirements.txt") from None
     except gym.error.Error as err:
         close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -712,7 +714,9 @@ def make_env(env_id):
 
 def format_duration(seconds):
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def versions():
@@ -824,7 +828,8 @@ def train(args, argv):
         else:
             # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
             act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
-            act = np.clip(act + rng.standard_normal(n_act, dtype=DTYPE) * agent["expl"], agent["act_lo"], agent["act_hi"])
+            noise = rng.standard_normal(n_act, dtype=DTYPE) * agent["expl"]
+            act = np.clip(act + noise, agent["act_lo"], agent["act_hi"])
         t = lap(prof, "acting", t)
         next_obs, rew, terminated, truncated, _ = env.step(act)
         t = lap(prof, "env step", t)
@@ -868,9 +873,12 @@ def train(args, argv):
             now = time.perf_counter()
             sps = args.log_every / (now - t_log)
             t_log = now
+            # the random phase runs ~20x faster than training, so its speed says nothing about the time left
+            training_interval = step - args.log_every >= args.learning_starts
+            eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
             losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
             print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} "
-                  f"eta={format_duration((args.total_steps - step) / sps)} last_eval={last_eval:.1f} {losses} "
+                  f"eta={eta} last_eval={last_eval:.1f} {losses} "
                   f"sparsity_actor={sparsity_of(agent['actor']):.3f} "
                   f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
 

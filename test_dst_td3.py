@@ -3,7 +3,6 @@
 Finite differences are the oracle for every backward (float64). The rest checks the invariants of the sparse
 networks, the TD3 math on hand-made inputs, the CLI, determinism, and one real learning run.
 """
-import argparse
 import csv
 import glob
 import json
@@ -503,6 +502,7 @@ def test_help_documents_every_flag():
     (["--lambda-in", "-1"], "--lambda-in"),
     (["--drop-fraction", "1.5"], "--drop-fraction"),
     (["--update-period", "0"], "--update-period"),
+    (["--update-period", "5", "--policy-delay", "2"], "multiple of --policy-delay"),
     (["--tau", "0"], "--tau"),
     (["--gamma", "1.5"], "--gamma"),
 ])
@@ -539,12 +539,17 @@ def test_smoke_and_determinism(tmp_path):
 
 
 def test_learns_inverted_pendulum(tmp_path):
-    """A real learning run: DS-TD3 balances InvertedPendulum-v4 (max return 1000)."""
+    """A real learning run: DS-TD3 balances InvertedPendulum-v4 (max return 1000).
+
+    Narrower networks (H = 64, held at 50 % sparsity) and a 1,000-step random phase keep it near a minute on two
+    cores; with these settings the policy first scored 1000 at step 22,500 of our trial run.
+    """
     pytest.importorskip("mujoco")
-    res = run_cli("--env", "InvertedPendulum-v4", "--total-steps", "12000", "--learning-starts", "1000",
-                  "--eval-every", "2000", "--eval-episodes", "5", "--update-period", "500",
-                  "--runs-dir", str(tmp_path), timeout=600)
+    res = run_cli("--env", "InvertedPendulum-v4", "--total-steps", "30000", "--learning-starts", "1000",
+                  "--hidden", "64", "--sparsity", "0.5", "--update-period", "500",
+                  "--eval-every", "2500", "--eval-episodes", "5", "--runs-dir", str(tmp_path), timeout=600)
     assert res.returncode == 0, res.stderr
     returns = [float(line.split("return_mean=")[1].split()[0]) for line in res.stdout.splitlines()
                if line.startswith("eval step=")]
+    assert returns[0] < 200, returns                     # it starts out failing, so the test can fail
     assert max(returns) >= 900, returns

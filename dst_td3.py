@@ -85,8 +85,11 @@ import json
 import math
 import platform
 import shlex
+import signal
 import sys
 import time
+import warnings
+import zipfile
 
 import numpy as np
 
@@ -143,6 +146,18 @@ def make_parser():
     g.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
     g.add_argument("--log-every", type=int, default=2000, help="print a progress line every this many steps")
     g.add_argument("--profile", action="store_true", help="print the share of wall time per phase at the end")
+
+    g = p.add_argument_group("checkpoints (written to the run folder at every evaluation)")
+    g.add_argument("--resume", type=str, default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its checkpoint, with its saved configuration")
+    g.add_argument("--save-buffer", action="store_true",
+                   help="also save the replay buffer, so that a resumed run is exactly the uninterrupted one "
+                        "(large: about 110 MB per million Hopper transitions)")
+    g.add_argument("--load", type=str, default=None, metavar="CHECKPOINT",
+                   help="with --eval-only: the checkpoint.npz whose policy to evaluate")
+    g.add_argument("--eval-only", action="store_true",
+                   help="evaluate the --load policy for --eval-episodes episodes on --env and exit")
+    g.add_argument("--render", action="store_true", help="with --eval-only: show the episodes in a window")
     return p
 
 
@@ -655,6 +670,10 @@ class UserError(Exception):
     """Bad input: main() prints the message as one line and exits with code 2, without a traceback."""
 
 
+class TrainingStopped(Exception):
+    """A non-finite loss or weight: main() prints the message as one line and exits with code 1."""
+
+
 def check_args(args):
     """Reject numbers the algorithm cannot run with, before anything is built."""
     checks = [
@@ -687,14 +706,16 @@ def check_args(args):
             raise UserError(message)
 
 
-def make_env(env_id):
+def make_env(env_id, render_mode=None):
     """gymnasium.make with one-line errors for the usual mistakes. Returns (env, gymnasium module)."""
     try:
         import gymnasium as gym
     except ImportError:
         raise UserError("gymnasium is not installed: run  pip install -r requirements.txt") from None
+    # v4 is our choice (the paper's v3 dynamics); Gymnasium would remind us that v5 exists on every make
+    warnings.filterwarnings("ignore", message=".*is out of date. You should consider upgrading")
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, render_mode=render_mode)
     except gym.error.DependencyNotInstalled:
         raise UserError(f"{env_id} needs MuJoCo, which is not installed: "
                         "run  pip install -r requirements.txt") from None
@@ -728,6 +749,121 @@ def versions():
         mujoco_version = "not installed"
     return {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gymnasium.__version__,
             "mujoco": mujoco_version, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
+
+CHECKPOINT = "checkpoint.npz"
+NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")
+BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
+
+
+def env_snapshot(env):
+    """What it takes to continue the training env mid-episode exactly: its random generator (used by reset),
+    the time-limit counter, and the simulator state: MuJoCo's whole integration state (including the solver's
+    warm start, which a plain qpos/qvel copy would miss) or a classic-control task's `state` vector."""
+    u = env.unwrapped
+    snap = {"env/rng": np.array(json.dumps(u.np_random.bit_generator.state)),
+            "env/elapsed_steps": np.array(env.get_wrapper_attr("_elapsed_steps"))}
+    if hasattr(u, "model") and hasattr(u, "data"):
+        import mujoco
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        snap["env/mujoco_state"] = np.empty(mujoco.mj_stateSize(u.model, spec))
+        mujoco.mj_getState(u.model, u.data, snap["env/mujoco_state"], spec)
+    elif isinstance(getattr(u, "state", None), np.ndarray):
+        snap["env/state"] = u.state.copy()
+    return snap
+
+
+def env_restore(env, data):
+    """Undo env_snapshot on an env that has been reset. False if the task's state could not be restored."""
+    u = env.unwrapped
+    u.np_random.bit_generator.state = json.loads(str(data["env/rng"]))
+    env.set_wrapper_attr("_elapsed_steps", int(data["env/elapsed_steps"]))
+    if "env/mujoco_state" in data and hasattr(u, "data"):
+        import mujoco
+        mujoco.mj_setState(u.model, u.data, data["env/mujoco_state"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        return True
+    if "env/state" in data and isinstance(getattr(u, "state", None), np.ndarray):
+        u.state = data["env/state"].copy()
+        return True
+    return False
+
+
+def save_checkpoint(path, agent, buf, rng, env, loop, config, save_buffer):
+    """Everything a run needs to continue, as one .npz (plain arrays and JSON strings: no pickle).
+
+    Written to a temporary file first, then renamed over the old one: a rename is atomic, so a crash at any
+    moment leaves either the old checkpoint or the new one, never half of one."""
+    arrays = {f"{name}/{key}": np.asarray(value) for name in NETWORKS for key, value in agent[name].items()
+              if not key.startswith("s_")}                  # Adam's scratch buffers carry no state
+    arrays.update({f"loop/{key}": np.asarray(value) for key, value in loop.items()})
+    arrays.update(env_snapshot(env))
+    arrays["rng"] = np.array(json.dumps(rng.bit_generator.state))
+    arrays["config"] = np.array(json.dumps(config))
+    if save_buffer:
+        arrays.update({f"buffer/{key}": buf[key][:buf["size"]] for key in BUFFER_KEYS})
+        arrays["buffer/ptr"], arrays["buffer/size"] = np.array(buf["ptr"]), np.array(buf["size"])
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    """The arrays of a checkpoint, with a one-line error if it is missing, truncated or corrupt."""
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            data = {key: archive[key] for key in archive.files}
+        json.loads(str(data["config"]))
+        data["actor/W1"], data["actor/W3"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__})") from None
+    return data
+
+
+def restore_agent(agent, data, path):
+    """Copy a checkpoint's arrays into a freshly built agent of the same configuration, checking every shape."""
+    for name in NETWORKS:
+        for key in agent[name]:
+            if key.startswith("s_"):
+                continue
+            saved = data.get(f"{name}/{key}")
+            if saved is None or np.shape(saved) != np.shape(agent[name][key]):
+                raise UserError(f"checkpoint {path} does not match this configuration ({name}/{key})")
+            if key == "t":
+                agent[name][key] = int(saved)
+            else:
+                agent[name][key][...] = saved
+
+
+def check_checkpoint_sizes(data, n_obs, n_act, env_id, path):
+    saved_obs, saved_act = data["actor/W1"].shape[0], data["actor/W3"].shape[1]
+    if (saved_obs, saved_act) != (n_obs, n_act):
+        saved_env = json.loads(str(data["config"]))["args"]["env"]
+        raise UserError(f"checkpoint {path} was made for {saved_env} ({saved_obs} observations, {saved_act} "
+                        f"actions) but {env_id} has {n_obs} and {n_act}: pass --env {saved_env}")
+
+
+def first_non_finite(agent):
+    """Name of the first network with a NaN or infinite weight, or None."""
+    for name in ("actor", "critic", "actor_targ", "critic_targ"):
+        if not all(np.isfinite(agent[name][key]).all() for key in ("W1", "b1", "W2", "b2", "W3", "b3")):
+            return name
+    return None
+
+
+def install_stop_handlers():
+    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, saves and exits cleanly."""
+    stop = {"signal": None}
+
+    def handler(signum, frame):
+        stop["signal"] = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return stop, previous
 
 
 # =============================================================================
@@ -770,13 +906,48 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
     try:
-        return train(args, argv)
+        if args.eval_only or args.load:
+            return eval_only(args)
+        # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return train(args, argv)
     except UserError as err:
         print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
         return 2
+    except TrainingStopped as err:
+        print(f"dst_td3.py: training stopped: {err}", file=sys.stderr, flush=True)
+        return 1
+
+
+def eval_only(args):
+    """--load CHECKPOINT --eval-only: evaluate a saved policy, deterministically, and print mean ± std."""
+    if not (args.load and args.eval_only):
+        raise UserError("--load and --eval-only go together; to continue a run use --resume RUN_DIR")
+    check_args(args)
+    if args.render and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError("--render needs a display, and none was found (DISPLAY is not set); "
+                        "drop --render to evaluate without a window")
+    data = load_checkpoint(args.load)
+    env, _ = make_env(args.env, render_mode="human" if args.render else None)
+    check_checkpoint_sizes(data, env.observation_space.shape[0], env.action_space.shape[0], args.env, args.load)
+    actor = {key.split("/", 1)[1]: value for key, value in data.items() if key.startswith("actor/")}
+    seed = json.loads(str(data["config"]))["args"]["seed"]
+    returns = evaluate(actor, env, args.eval_episodes, seed + 100)
+    print(f"eval_only checkpoint={args.load} env={args.env} episodes={args.eval_episodes} "
+          f"return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
+          f"(mean ± std: {returns.mean():.1f} ± {returns.std():.1f})", flush=True)
+    env.close()
+    return 0
 
 
 def train(args, argv):
+    data = None
+    if args.resume:                                      # the run's own configuration, not today's flags
+        run_dir = args.resume
+        data = load_checkpoint(os.path.join(run_dir, CHECKPOINT))
+        config = json.loads(str(data["config"]))
+        args = argparse.Namespace(**{**config["args"], "resume": run_dir})
     check_args(args)
     env, _ = make_env(args.env)
     eval_env, _ = make_env(args.env)
@@ -787,108 +958,177 @@ def train(args, argv):
     agent = build_agent(n_obs, n_act, act_lo, act_hi, args, rng)
     buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
+    loop = {"step": 0, "last_eval": float("nan"), "obs": obs}   # the loop's own state, saved with the checkpoint
 
-    run_dir = os.path.join(args.runs_dir, f"{args.env}__{args.algo}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(run_dir, exist_ok=True)
     nets = [agent["actor"], agent["critic"]]
     params = sum(count_weights(n)[0] for n in nets)
     params_dense = sum(count_weights(n)[1] for n in nets)
     flops_iter = iteration_flops(agent["actor"], agent["critic"], args.batch_size, args.policy_delay)
-    dense_args = argparse.Namespace(**{**vars(args), "algo": "td3"})
+    dense_args = argparse.Namespace(**{**vars(args), "algo": "td3", "sparsity": None})
     dense = build_agent(n_obs, n_act, act_lo, act_hi, dense_args, np.random.default_rng(0))
     flops_iter_dense = iteration_flops(dense["actor"], dense["critic"], args.batch_size, args.policy_delay)
     del dense
-    info = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(), "run_dir": run_dir,
-            "params_nonzero": params, "params_dense": params_dense,
-            "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
-            "flops_per_iteration": flops_iter, "flops_per_iteration_dense": flops_iter_dense}
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(info, f, indent=2)
-    print(f"command: {info['command']}", flush=True)
+
+    if data is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = os.path.join(args.runs_dir, f"{args.env}__{args.algo}__s{args.seed}__{stamp}")
+        os.makedirs(run_dir, exist_ok=True)
+        config = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
+                  "run_dir": run_dir,
+                  "params_nonzero": params, "params_dense": params_dense,
+                  "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
+                  "flops_per_iteration": flops_iter, "flops_per_iteration_dense": flops_iter_dense}
+        with open(os.path.join(run_dir, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+    else:
+        obs = resume_from(data, agent, buf, rng, env, loop, run_dir)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT)
+    print(f"command: {config['command']}", flush=True)
     print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
-    print("versions: " + " ".join(f"{k}={v}" for k, v in info["versions"].items()), flush=True)
+    print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
     print(f"params: nonzero={params} dense={params_dense} ({params / params_dense:.1%} of dense) "
-          f"sparsity_actor={info['sparsity_actor']:.3f} sparsity_critic={info['sparsity_critic']:.3f} "
+          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
           f"flops_per_iteration={flops_iter:.3e} ({flops_iter / flops_iter_dense:.2f}x dense)", flush=True)
     print(f"run_dir: {run_dir}", flush=True)
 
     csv_path = os.path.join(run_dir, "eval.csv")
     fields = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
-              "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "wall_s"]
-    with open(csv_path, "w", newline="") as f:
-        csv.writer(f).writerow(fields)
+              "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
+    if data is None:
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerow(fields)
 
+    stop, previous_handlers = install_stop_handlers()
     prof, log = {}, {}
     t_start = t_log = time.perf_counter()
-    last_eval = float("nan")
-    for step in range(1, args.total_steps + 1):
-        t = time.perf_counter()
-        if step <= args.learning_starts:
-            act = rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)          # warm-up: uniform random
-        else:
-            # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
-            act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
-            noise = rng.standard_normal(n_act, dtype=DTYPE) * agent["expl"]
-            act = np.clip(act + noise, agent["act_lo"], agent["act_hi"])
-        t = lap(prof, "acting", t)
-        next_obs, rew, terminated, truncated, _ = env.step(act)
-        t = lap(prof, "env step", t)
-        buffer_add(buf, obs, act, rew, next_obs, terminated)    # TRAP: terminated only, never truncated
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
-        lap(prof, "env step", t)
-
-        if step > args.learning_starts:
-            iteration = step - args.learning_starts
-            out = train_iteration(agent, buf, iteration, step, args, rng, prof)
-            log.update(out)
-            if not math.isfinite(out["loss_q"]):
-                raise UserError(f"critic loss became {out['loss_q']} at step {step}; lower --lr?")
-            if "topology_actor" in out:
-                layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
-                          **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
-                print(f"topology step={step} iteration={iteration} "
-                      + " ".join(f"{k}=-{v}/+{v}" for k, v in layers.items())
-                      + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
-                      + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
-
-        if step % args.eval_every == 0 or step == args.total_steps:
+    first_step = loop["step"] + 1
+    try:
+        for step in range(first_step, args.total_steps + 1):
+            loop["step"] = step
             t = time.perf_counter()
-            returns = evaluate(agent["actor"], eval_env, args.eval_episodes, args.seed + 100)
-            lap(prof, "evaluation", t)
-            last_eval = float(returns.mean())
-            n_iter = max(0, step - args.learning_starts)
-            row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, params, params_dense,
-                   f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
-                   f"{n_iter * flops_iter:.4e}", f"{flops_iter / flops_iter_dense:.4f}",
-                   f"{time.perf_counter() - t_start:.1f}"]
-            with open(csv_path, "a", newline="") as f:
-                csv.writer(f).writerow(row)
-            print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
-                  f"episodes={args.eval_episodes} params={params}/{params_dense} "
-                  f"flops={n_iter * flops_iter:.3e} flops_vs_dense={flops_iter / flops_iter_dense:.2f}", flush=True)
+            if step <= args.learning_starts:
+                act = rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)      # warm-up: uniform random
+            else:
+                # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
+                act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
+                noise = rng.standard_normal(n_act, dtype=DTYPE) * agent["expl"]
+                act = np.clip(act + noise, agent["act_lo"], agent["act_hi"])
+            t = lap(prof, "acting", t)
+            next_obs, rew, terminated, truncated, _ = env.step(act)
+            buffer_add(buf, obs, act, rew, next_obs, terminated)    # TRAP: terminated only, never truncated
+            obs = next_obs
+            if terminated or truncated:
+                obs, _ = env.reset()
+            loop["obs"] = obs
+            lap(prof, "env step", t)
 
-        if step % args.log_every == 0:
-            now = time.perf_counter()
-            sps = args.log_every / (now - t_log)
-            t_log = now
-            # the random phase runs ~20x faster than training, so its speed says nothing about the time left
-            training_interval = step - args.log_every >= args.learning_starts
-            eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
-            losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
-            print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} "
-                  f"eta={eta} last_eval={last_eval:.1f} {losses} "
-                  f"sparsity_actor={sparsity_of(agent['actor']):.3f} "
-                  f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+            # after a resume without the saved buffer, training waits until the buffer holds one batch again
+            if step > args.learning_starts and buf["size"] >= args.batch_size:
+                iteration = step - args.learning_starts
+                out = train_iteration(agent, buf, iteration, step, args, rng, prof)
+                log.update(out)
+                for key, network in (("loss_q", "critic"), ("loss_pi", "actor")):
+                    if key in out and not math.isfinite(out[key]):
+                        raise TrainingStopped(f"the {network} loss became {out[key]} at step {step}; "
+                                              + last_good(ckpt_path))
+                if "topology_actor" in out:
+                    print_topology(out, step, iteration, agent)
+
+            if step % args.eval_every == 0 or step == args.total_steps:
+                t = time.perf_counter()
+                returns = evaluate(agent["actor"], eval_env, args.eval_episodes, args.seed + 100)
+                lap(prof, "evaluation", t)
+                loop["last_eval"] = float(returns.mean())
+                n_iter = max(0, step - args.learning_starts)
+                row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, params,
+                       params_dense, f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
+                       f"{n_iter * flops_iter:.4e}", f"{flops_iter / flops_iter_dense:.4f}"]
+                with open(csv_path, "a", newline="") as f:
+                    csv.writer(f).writerow(row)
+                print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
+                      f"episodes={args.eval_episodes} params={params}/{params_dense} "
+                      f"flops={n_iter * flops_iter:.3e} flops_vs_dense={flops_iter / flops_iter_dense:.2f}",
+                      flush=True)
+                bad = first_non_finite(agent)
+                if bad is not None:                      # never overwrite a good checkpoint with a broken one
+                    raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; "
+                                          + last_good(ckpt_path))
+                save_checkpoint(ckpt_path, agent, buf, rng, env, loop, config, args.save_buffer)
+
+            if step % args.log_every == 0:
+                now = time.perf_counter()
+                sps = args.log_every / (now - t_log)
+                t_log = now
+                # the random phase runs ~20x faster than training, so its speed says nothing about the time left
+                training_interval = step - args.log_every >= args.learning_starts
+                eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
+                losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
+                print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} "
+                      f"eta={eta} last_eval={loop['last_eval']:.1f} {losses} "
+                      f"sparsity_actor={sparsity_of(agent['actor']):.3f} "
+                      f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+
+            if stop["signal"] is not None and step < args.total_steps:
+                save_checkpoint(ckpt_path, agent, buf, rng, env, loop, config, args.save_buffer)
+                name = signal.Signals(stop["signal"]).name
+                print(f"interrupted ({name}) after step {step}: checkpoint saved to {ckpt_path}", flush=True)
+                print(f"resume with: python dst_td3.py --resume {shlex.quote(run_dir)}", flush=True)
+                return 128 + stop["signal"]
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
     wall = time.perf_counter() - t_start
-    print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={last_eval:.1f} "
+    print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={loop['last_eval']:.1f} "
           f"run_dir={run_dir}", flush=True)
-    print(f"reproduce: {info['command']}", flush=True)
+    print(f"reproduce: {config['command']}", flush=True)
     if args.profile:
         print_profile(prof, wall)
     return 0
+
+
+def resume_from(data, agent, buf, rng, env, loop, run_dir):
+    """Load a checkpoint into the freshly built run and return the observation to act on next."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    restore_agent(agent, data, path)
+    rng.bit_generator.state = json.loads(str(data["rng"]))
+    loop["step"], loop["last_eval"] = int(data["loop/step"]), float(data["loop/last_eval"])
+    if "buffer/size" in data:
+        size = int(data["buffer/size"])
+        for key in BUFFER_KEYS:
+            buf[key][:size] = data[f"buffer/{key}"]
+        buf["ptr"], buf["size"] = int(data["buffer/ptr"]), size
+    else:
+        print("resume: the replay buffer was not saved (--save-buffer), so it refills from now on; "
+              "the resumed run will differ from an uninterrupted one", flush=True)
+    obs = loop["obs"] = data["loop/obs"]
+    if not env_restore(env, data):
+        obs, _ = env.reset()
+        loop["obs"] = obs
+        print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
+    # an evaluation row written after the checkpoint (a crash between the two) would be repeated: drop it
+    csv_path = os.path.join(run_dir, "eval.csv")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= loop["step"]])
+    print(f"resume: continuing {run_dir} after step {loop['step']}", flush=True)
+    return obs
+
+
+def last_good(ckpt_path):
+    if os.path.isfile(ckpt_path):
+        return f"the last good checkpoint is {ckpt_path}"
+    return "no checkpoint had been written yet"
+
+
+def print_topology(out, step, iteration, agent):
+    layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
+              **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
+    print(f"topology step={step} iteration={iteration} "
+          + " ".join(f"{k}=-{v}/+{v}" for k, v in layers.items())
+          + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
+          + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
 
 
 def print_profile(prof, wall):

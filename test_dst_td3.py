@@ -7,6 +7,7 @@ import csv
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -532,10 +533,12 @@ def test_smoke_and_determinism(tmp_path):
             rows = list(csv.DictReader(f))
         config = json.load(open(os.path.join(run_dir, "config.json")))
         assert config["params_nonzero"] < config["params_dense"] and float(rows[-1]["flops"]) > 0
-        outs.append((rows[-1]["return_mean"], [line for line in res.stdout.splitlines() if line.startswith("step=")]))
+        with open(os.path.join(run_dir, "eval.csv")) as f:
+            csv_text = f.read()
+        outs.append((csv_text, [line for line in res.stdout.splitlines() if line.startswith("step=")]))
     strip = [[line.split(" sps=")[0] + line.split("eta=")[1].split(" ", 1)[1] for line in lines] for _, lines in outs]
-    assert outs[0][0] == outs[1][0] and strip[0] == strip[1]          # same seed: identical evaluations, losses
-    assert strip[0] != strip[2]                                       # another seed: different
+    assert outs[0][0] == outs[1][0] and strip[0] == strip[1]          # same seed: identical CSVs and losses
+    assert outs[0][0] != outs[2][0] and strip[0] != strip[2]          # another seed: different
 
 
 def test_learns_inverted_pendulum(tmp_path):
@@ -553,3 +556,117 @@ def test_learns_inverted_pendulum(tmp_path):
                if line.startswith("eval step=")]
     assert returns[0] < 200, returns                     # it starts out failing, so the test can fail
     assert max(returns) >= 900, returns
+
+
+# ----------------------------------------------------------------------------- checkpoints, resume, errors
+SHORT = ["--total-steps", "900", "--learning-starts", "100", "--batch-size", "32", "--eval-every", "300",
+         "--eval-episodes", "1", "--log-every", "50", "--update-period", "50"]
+
+
+def only_run_dir(parent):
+    (run_dir,) = glob.glob(str(parent / "*"))
+    return run_dir
+
+
+def interrupted_run(parent, argv, at_line, sig):
+    """Start a run, send `sig` once it prints a line starting with `at_line`, and wait for it to stop."""
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv, "--runs-dir", str(parent)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    for line in proc.stdout:
+        if line.startswith(at_line):
+            proc.send_signal(sig)
+            break
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_and_resume_is_exactly_the_uninterrupted_run(tmp_path, sig):
+    pytest.importorskip("mujoco")
+    assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path / "a")).returncode == 0
+    code, out, _ = interrupted_run(tmp_path / "b", [*SHORT, "--save-buffer"], "step=400/", sig)
+    run_b = only_run_dir(tmp_path / "b")
+    assert code == 128 + sig                             # stopped by the signal, not finished
+    assert f"resume with: python dst_td3.py --resume {run_b}" in out
+    stopped_at = int(out.split("interrupted (")[1].split("after step ")[1].split(":")[0])
+    assert 400 <= stopped_at < 900
+    res = run_cli("--resume", run_b)
+    assert res.returncode == 0, res.stderr
+    assert f"continuing {run_b} after step {stopped_at}" in res.stdout
+    a = np.load(os.path.join(only_run_dir(tmp_path / "a"), "checkpoint.npz"))
+    b = np.load(os.path.join(run_b, "checkpoint.npz"))
+    assert int(b["loop/step"]) == 900
+    assert [k for k in a.files if k != "config" and not np.array_equal(a[k], b[k])] == []
+    with open(os.path.join(only_run_dir(tmp_path / "a"), "eval.csv")) as fa:
+        with open(os.path.join(run_b, "eval.csv")) as fb:
+            assert fa.read() == fb.read()                # identical evaluation CSVs
+
+
+def test_resume_without_buffer_says_so_and_finishes(tmp_path):
+    pytest.importorskip("mujoco")
+    code, out, _ = interrupted_run(tmp_path, SHORT, "step=300/", signal.SIGINT)
+    assert code == 130
+    res = run_cli("--resume", only_run_dir(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "the replay buffer was not saved" in res.stdout and "done steps=900" in res.stdout
+
+
+def test_eval_only_reproduces_the_last_evaluation(tmp_path):
+    pytest.importorskip("mujoco")
+    assert run_cli(*SHORT, "--runs-dir", str(tmp_path)).returncode == 0
+    run_dir = only_run_dir(tmp_path)
+    with open(os.path.join(run_dir, "eval.csv")) as f:
+        last = list(csv.DictReader(f))[-1]
+    res = run_cli("--load", os.path.join(run_dir, "checkpoint.npz"), "--eval-only", "--eval-episodes", "1")
+    assert res.returncode == 0, res.stderr
+    assert f"return_mean={float(last['return_mean']):.1f}" in res.stdout and "±" in res.stdout
+
+
+def assert_one_line_error(res, message):
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dst_td3.py: error:") and message in lines[0], res.stderr
+
+
+def test_checkpoint_errors(tmp_path):
+    pytest.importorskip("mujoco")
+    assert run_cli(*SHORT, "--total-steps", "300", "--runs-dir", str(tmp_path / "run")).returncode == 0
+    good = os.path.join(only_run_dir(tmp_path / "run"), "checkpoint.npz")
+    blob = open(good, "rb").read()
+    (tmp_path / "truncated.npz").write_bytes(blob[: len(blob) // 2])
+    (tmp_path / "corrupt.npz").write_bytes(b"not a checkpoint" * 100)
+    for path, message in ((tmp_path / "missing.npz", "does not exist"), (tmp_path / "truncated.npz", "truncated"),
+                          (tmp_path / "corrupt.npz", "corrupt")):
+        assert_one_line_error(run_cli("--load", str(path), "--eval-only"), message)
+    assert_one_line_error(run_cli("--load", good, "--eval-only", "--env", "InvertedPendulum-v4"),
+                          "made for Hopper-v4 (11 observations, 3 actions)")
+    assert_one_line_error(run_cli("--resume", str(tmp_path / "nowhere")), "does not exist")
+    assert_one_line_error(run_cli("--load", good), "--load and --eval-only go together")
+
+
+def test_render_without_display_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--load", "x.npz", "--eval-only",
+                          "--render"], capture_output=True, text=True, env=env, cwd=HERE, timeout=60)
+    assert_one_line_error(res, "--render needs a display")
+
+
+def test_missing_mujoco_names_the_install_command(tmp_path):
+    fake = tmp_path / "mujoco"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('No module named mujoco (test stand-in)')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--env", "Hopper-v4"],
+                         capture_output=True, text=True, env=env, cwd=HERE, timeout=60)
+    assert_one_line_error(res, "pip install -r requirements.txt")
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    pytest.importorskip("mujoco")
+    res = run_cli(*SHORT, "--eval-every", "100", "--lr", "1e30", "--runs-dir", str(tmp_path))
+    assert res.returncode == 1
+    (line,) = [line for line in res.stderr.splitlines() if line.strip()]
+    assert "training stopped: the critic loss became nan at step" in line and "last good checkpoint" in line
+    data = np.load(os.path.join(only_run_dir(tmp_path), "checkpoint.npz"))
+    assert int(data["loop/step"]) == 100 and all(np.isfinite(data[k]).all() for k in data.files
+                                                 if k.startswith("actor/"))

@@ -72,9 +72,9 @@ Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/
 # =============================================================================
 import os
 
-# CHOICE: one BLAS thread by default, because for 100x256 matrices a second thread costs about as much in
-# synchronisation as it saves, and two runs side by side then use one core each. Override from the shell,
-# e.g. OPENBLAS_NUM_THREADS=2. This must happen before numpy is imported: BLAS reads it once, at load time.
+# CHOICE: one BLAS thread by default. For 100x256 products a second thread gained little, and unsteadily, on our
+# 2-core machine, while two runs with two threads each fight over the cores. Override from the shell, e.g.
+# OPENBLAS_NUM_THREADS=2. This must happen before numpy is imported: BLAS reads it once, at load time.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -855,6 +855,13 @@ def first_non_finite(agent):
     return None
 
 
+def last_good(ckpt_path):
+    """The end of a TrainingStopped message: where the last good checkpoint is, if any."""
+    if os.path.isfile(ckpt_path):
+        return f"the last good checkpoint is {ckpt_path}"
+    return "no checkpoint had been written yet"
+
+
 def install_stop_handlers():
     """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, saves and exits cleanly."""
     stop = {"signal": None}
@@ -879,8 +886,11 @@ def build_agent(n_obs, n_act, act_lo, act_hi, args, rng, dtype=DTYPE):
     else:
         family = args.env.split("-")[0]
         lam_in = args.lambda_in if args.lambda_in is not None else PAPER_LAMBDA_IN.get(family, DEFAULT_LAMBDA_IN)
-        actor_p = er_densities(actor_sizes, [lam_in, args.lambda_hidden], args.sparsity)
-        critic_p = er_densities(critic_sizes, [lam_in, args.lambda_hidden], args.sparsity)
+        try:
+            actor_p = er_densities(actor_sizes, [lam_in, args.lambda_hidden], args.sparsity)
+            critic_p = er_densities(critic_sizes, [lam_in, args.lambda_hidden], args.sparsity)
+        except ValueError as err:
+            raise UserError(f"{err}; ask for a lower --sparsity") from None
     actor = init_mlp(actor_sizes, actor_p, rng, dtype=dtype)
     critic = init_mlp(critic_sizes, critic_p, rng, n_stack=2, dtype=dtype)
     scale = ((act_hi - act_lo) / 2).astype(dtype)        # (A,) max_action for a symmetric space
@@ -902,21 +912,145 @@ def reproduce_command(argv):
     return "python dst_td3.py " + " ".join(shlex.quote(a) for a in argv)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = make_parser().parse_args(argv)
-    try:
-        if args.eval_only or args.load:
-            return eval_only(args)
-        # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return train(args, argv)
-    except UserError as err:
-        print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
-        return 2
-    except TrainingStopped as err:
-        print(f"dst_td3.py: training stopped: {err}", file=sys.stderr, flush=True)
-        return 1
+def env_step(agent, env, buf, loop, step, args, rng, prof):
+    """Act, step the environment, store the transition   [TD3, Alg. 1]. Updates loop["obs"]."""
+    t = time.perf_counter()
+    obs = loop["obs"]
+    if step <= args.learning_starts:
+        act = rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)              # warm-up: uniform random
+    else:
+        # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
+        act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
+        noise = rng.standard_normal(act.size, dtype=DTYPE) * agent["expl"]
+        act = np.clip(act + noise, agent["act_lo"], agent["act_hi"])
+    t = lap(prof, "acting", t)
+    next_obs, rew, terminated, truncated, _ = env.step(act)
+    buffer_add(buf, obs, act, rew, next_obs, terminated)    # TRAP: terminated only, never truncated
+    loop["obs"] = env.reset()[0] if terminated or truncated else next_obs
+    lap(prof, "env step", t)
+
+
+def describe_run(agent, args, argv, n_obs, n_act, act_lo, act_hi):
+    """Weight and FLOP counts of this run and of dense TD3 with the same settings, and the config to save."""
+    nets = [agent["actor"], agent["critic"]]
+    run = {"params": sum(count_weights(n)[0] for n in nets), "params_dense": sum(count_weights(n)[1] for n in nets),
+           "flops_iter": iteration_flops(agent["actor"], agent["critic"], args.batch_size, args.policy_delay)}
+    dense_args = argparse.Namespace(**{**vars(args), "algo": "td3", "sparsity": None})
+    dense = build_agent(n_obs, n_act, act_lo, act_hi, dense_args, np.random.default_rng(0))
+    run["flops_iter_dense"] = iteration_flops(dense["actor"], dense["critic"], args.batch_size, args.policy_delay)
+    run["config"] = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
+                     "params_nonzero": run["params"], "params_dense": run["params_dense"],
+                     "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
+                     "flops_per_iteration": run["flops_iter"], "flops_per_iteration_dense": run["flops_iter_dense"]}
+    return run
+
+
+EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
+               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
+
+
+def new_run_dir(run, args):
+    """runs/<env>__<algo>__s<seed>__<time>/ with config.json and the header of eval.csv."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{args.env}__{args.algo}__s{args.seed}__{stamp}"
+    run["dir"] = run["config"]["run_dir"] = os.path.join(args.runs_dir, name)
+    os.makedirs(run["dir"], exist_ok=True)
+    with open(os.path.join(run["dir"], "config.json"), "w") as f:
+        json.dump(run["config"], f, indent=2)
+    with open(os.path.join(run["dir"], "eval.csv"), "w", newline="") as f:
+        csv.writer(f).writerow(EVAL_FIELDS)
+
+
+def print_header(run, args, agent):
+    print(f"command: {run['config']['command']}", flush=True)
+    print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
+    print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
+    print(f"params: nonzero={run['params']} dense={run['params_dense']} "
+          f"({run['params'] / run['params_dense']:.1%} of dense) "
+          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
+          f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
+          flush=True)
+    print(f"run_dir: {run['dir']}", flush=True)
+
+
+def evaluate_and_save(agent, eval_env, env, buf, rng, loop, run, args):
+    """Deterministic evaluation, one line to stdout and eval.csv, then a checkpoint (if the weights are finite)."""
+    step = loop["step"]
+    returns = evaluate(agent["actor"], eval_env, args.eval_episodes, args.seed + 100)
+    loop["last_eval"] = float(returns.mean())
+    flops = max(0, step - args.learning_starts) * run["flops_iter"]
+    ratio = run["flops_iter"] / run["flops_iter_dense"]
+    row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, run["params"],
+           run["params_dense"], f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
+           f"{flops:.4e}", f"{ratio:.4f}"]
+    with open(os.path.join(run["dir"], "eval.csv"), "a", newline="") as f:
+        csv.writer(f).writerow(row)
+    print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
+          f"episodes={args.eval_episodes} params={run['params']}/{run['params_dense']} "
+          f"flops={flops:.3e} flops_vs_dense={ratio:.2f}", flush=True)
+    bad = first_non_finite(agent)
+    if bad is not None:                                  # never overwrite a good checkpoint with a broken one
+        raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; " + last_good(run["checkpoint"]))
+    save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
+
+
+def print_progress(step, t_log, args, loop, log, agent):
+    """One key=value progress line; returns the time it was printed."""
+    now = time.perf_counter()
+    sps = args.log_every / (now - t_log)
+    # the random phase runs ~20x faster than training, so its speed says nothing about the time left
+    training_interval = step - args.log_every >= args.learning_starts
+    eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
+    losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
+    print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} eta={eta} "
+          f"last_eval={loop['last_eval']:.1f} {losses} sparsity_actor={sparsity_of(agent['actor']):.3f} "
+          f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+    return now
+
+
+def resume_from(data, agent, buf, rng, env, loop, run_dir):
+    """Load a checkpoint into the freshly built run: networks, generator, buffer, env and loop state."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    restore_agent(agent, data, path)
+    rng.bit_generator.state = json.loads(str(data["rng"]))
+    loop["step"], loop["last_eval"] = int(data["loop/step"]), float(data["loop/last_eval"])
+    if "buffer/size" in data:
+        size = int(data["buffer/size"])
+        for key in BUFFER_KEYS:
+            buf[key][:size] = data[f"buffer/{key}"]
+        buf["ptr"], buf["size"] = int(data["buffer/ptr"]), size
+    else:
+        print("resume: the replay buffer was not saved (--save-buffer), so it refills from now on; "
+              "the resumed run will differ from an uninterrupted one", flush=True)
+    loop["obs"] = data["loop/obs"]
+    if not env_restore(env, data):
+        loop["obs"] = env.reset()[0]
+        print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
+    # an evaluation row written after the checkpoint (a crash between the two) would be repeated: drop it
+    csv_path = os.path.join(run_dir, "eval.csv")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= loop["step"]])
+    print(f"resume: continuing {run_dir} after step {loop['step']}", flush=True)
+
+
+def print_topology(out, step, iteration, agent):
+    layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
+              **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
+    print(f"topology step={step} iteration={iteration} "
+          + " ".join(f"{k}=-{v}/+{v}" for k, v in layers.items())
+          + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
+          + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+
+
+def print_profile(prof, wall):
+    """Share of the wall time per phase of the loop (--profile)."""
+    print("profile: phase share_of_wall seconds", flush=True)
+    for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
+        print(f"profile: {phase:<18s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
+    other = wall - sum(prof.values())
+    print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
 
 
 def eval_only(args):
@@ -942,12 +1076,11 @@ def eval_only(args):
 
 
 def train(args, argv):
+    """The loop of the module docstring, with evaluation, logging and checkpoints around it."""
     data = None
     if args.resume:                                      # the run's own configuration, not today's flags
-        run_dir = args.resume
-        data = load_checkpoint(os.path.join(run_dir, CHECKPOINT))
-        config = json.loads(str(data["config"]))
-        args = argparse.Namespace(**{**config["args"], "resume": run_dir})
+        data = load_checkpoint(os.path.join(args.resume, CHECKPOINT))
+        args = argparse.Namespace(**{**json.loads(str(data["config"]))["args"], "resume": args.resume})
     check_args(args)
     env, _ = make_env(args.env)
     eval_env, _ = make_env(args.env)
@@ -958,70 +1091,23 @@ def train(args, argv):
     agent = build_agent(n_obs, n_act, act_lo, act_hi, args, rng)
     buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
-    loop = {"step": 0, "last_eval": float("nan"), "obs": obs}   # the loop's own state, saved with the checkpoint
-
-    nets = [agent["actor"], agent["critic"]]
-    params = sum(count_weights(n)[0] for n in nets)
-    params_dense = sum(count_weights(n)[1] for n in nets)
-    flops_iter = iteration_flops(agent["actor"], agent["critic"], args.batch_size, args.policy_delay)
-    dense_args = argparse.Namespace(**{**vars(args), "algo": "td3", "sparsity": None})
-    dense = build_agent(n_obs, n_act, act_lo, act_hi, dense_args, np.random.default_rng(0))
-    flops_iter_dense = iteration_flops(dense["actor"], dense["critic"], args.batch_size, args.policy_delay)
-    del dense
-
+    loop = {"step": 0, "last_eval": float("nan"), "obs": obs}   # the loop's own state, saved with checkpoints
+    run = describe_run(agent, args, argv, n_obs, n_act, act_lo, act_hi)
     if data is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = os.path.join(args.runs_dir, f"{args.env}__{args.algo}__s{args.seed}__{stamp}")
-        os.makedirs(run_dir, exist_ok=True)
-        config = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
-                  "run_dir": run_dir,
-                  "params_nonzero": params, "params_dense": params_dense,
-                  "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
-                  "flops_per_iteration": flops_iter, "flops_per_iteration_dense": flops_iter_dense}
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(config, f, indent=2)
+        new_run_dir(run, args)
     else:
-        obs = resume_from(data, agent, buf, rng, env, loop, run_dir)
-    ckpt_path = os.path.join(run_dir, CHECKPOINT)
-    print(f"command: {config['command']}", flush=True)
-    print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
-    print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
-    print(f"params: nonzero={params} dense={params_dense} ({params / params_dense:.1%} of dense) "
-          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
-          f"flops_per_iteration={flops_iter:.3e} ({flops_iter / flops_iter_dense:.2f}x dense)", flush=True)
-    print(f"run_dir: {run_dir}", flush=True)
-
-    csv_path = os.path.join(run_dir, "eval.csv")
-    fields = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
-              "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
-    if data is None:
-        with open(csv_path, "w", newline="") as f:
-            csv.writer(f).writerow(fields)
+        run["dir"], run["config"] = args.resume, json.loads(str(data["config"]))
+        resume_from(data, agent, buf, rng, env, loop, run["dir"])
+    run["checkpoint"] = os.path.join(run["dir"], CHECKPOINT)
+    print_header(run, args, agent)
 
     stop, previous_handlers = install_stop_handlers()
     prof, log = {}, {}
     t_start = t_log = time.perf_counter()
-    first_step = loop["step"] + 1
     try:
-        for step in range(first_step, args.total_steps + 1):
+        for step in range(loop["step"] + 1, args.total_steps + 1):
             loop["step"] = step
-            t = time.perf_counter()
-            if step <= args.learning_starts:
-                act = rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)      # warm-up: uniform random
-            else:
-                # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
-                act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
-                noise = rng.standard_normal(n_act, dtype=DTYPE) * agent["expl"]
-                act = np.clip(act + noise, agent["act_lo"], agent["act_hi"])
-            t = lap(prof, "acting", t)
-            next_obs, rew, terminated, truncated, _ = env.step(act)
-            buffer_add(buf, obs, act, rew, next_obs, terminated)    # TRAP: terminated only, never truncated
-            obs = next_obs
-            if terminated or truncated:
-                obs, _ = env.reset()
-            loop["obs"] = obs
-            lap(prof, "env step", t)
-
+            env_step(agent, env, buf, loop, step, args, rng, prof)
             # after a resume without the saved buffer, training waits until the buffer holds one batch again
             if step > args.learning_starts and buf["size"] >= args.batch_size:
                 iteration = step - args.learning_starts
@@ -1030,49 +1116,20 @@ def train(args, argv):
                 for key, network in (("loss_q", "critic"), ("loss_pi", "actor")):
                     if key in out and not math.isfinite(out[key]):
                         raise TrainingStopped(f"the {network} loss became {out[key]} at step {step}; "
-                                              + last_good(ckpt_path))
+                                              + last_good(run["checkpoint"]))
                 if "topology_actor" in out:
                     print_topology(out, step, iteration, agent)
-
             if step % args.eval_every == 0 or step == args.total_steps:
                 t = time.perf_counter()
-                returns = evaluate(agent["actor"], eval_env, args.eval_episodes, args.seed + 100)
+                evaluate_and_save(agent, eval_env, env, buf, rng, loop, run, args)
                 lap(prof, "evaluation", t)
-                loop["last_eval"] = float(returns.mean())
-                n_iter = max(0, step - args.learning_starts)
-                row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, params,
-                       params_dense, f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
-                       f"{n_iter * flops_iter:.4e}", f"{flops_iter / flops_iter_dense:.4f}"]
-                with open(csv_path, "a", newline="") as f:
-                    csv.writer(f).writerow(row)
-                print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
-                      f"episodes={args.eval_episodes} params={params}/{params_dense} "
-                      f"flops={n_iter * flops_iter:.3e} flops_vs_dense={flops_iter / flops_iter_dense:.2f}",
-                      flush=True)
-                bad = first_non_finite(agent)
-                if bad is not None:                      # never overwrite a good checkpoint with a broken one
-                    raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; "
-                                          + last_good(ckpt_path))
-                save_checkpoint(ckpt_path, agent, buf, rng, env, loop, config, args.save_buffer)
-
             if step % args.log_every == 0:
-                now = time.perf_counter()
-                sps = args.log_every / (now - t_log)
-                t_log = now
-                # the random phase runs ~20x faster than training, so its speed says nothing about the time left
-                training_interval = step - args.log_every >= args.learning_starts
-                eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
-                losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
-                print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} "
-                      f"eta={eta} last_eval={loop['last_eval']:.1f} {losses} "
-                      f"sparsity_actor={sparsity_of(agent['actor']):.3f} "
-                      f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
-
+                t_log = print_progress(step, t_log, args, loop, log, agent)
             if stop["signal"] is not None and step < args.total_steps:
-                save_checkpoint(ckpt_path, agent, buf, rng, env, loop, config, args.save_buffer)
-                name = signal.Signals(stop["signal"]).name
-                print(f"interrupted ({name}) after step {step}: checkpoint saved to {ckpt_path}", flush=True)
-                print(f"resume with: python dst_td3.py --resume {shlex.quote(run_dir)}", flush=True)
+                save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
+                print(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: "
+                      f"checkpoint saved to {run['checkpoint']}", flush=True)
+                print(f"resume with: python dst_td3.py --resume {shlex.quote(run['dir'])}", flush=True)
                 return 128 + stop["signal"]
     finally:
         for sig, handler in previous_handlers.items():
@@ -1080,64 +1137,28 @@ def train(args, argv):
 
     wall = time.perf_counter() - t_start
     print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={loop['last_eval']:.1f} "
-          f"run_dir={run_dir}", flush=True)
-    print(f"reproduce: {config['command']}", flush=True)
+          f"run_dir={run['dir']}", flush=True)
+    print(f"reproduce: {run['config']['command']}", flush=True)
     if args.profile:
         print_profile(prof, wall)
     return 0
 
 
-def resume_from(data, agent, buf, rng, env, loop, run_dir):
-    """Load a checkpoint into the freshly built run and return the observation to act on next."""
-    path = os.path.join(run_dir, CHECKPOINT)
-    restore_agent(agent, data, path)
-    rng.bit_generator.state = json.loads(str(data["rng"]))
-    loop["step"], loop["last_eval"] = int(data["loop/step"]), float(data["loop/last_eval"])
-    if "buffer/size" in data:
-        size = int(data["buffer/size"])
-        for key in BUFFER_KEYS:
-            buf[key][:size] = data[f"buffer/{key}"]
-        buf["ptr"], buf["size"] = int(data["buffer/ptr"]), size
-    else:
-        print("resume: the replay buffer was not saved (--save-buffer), so it refills from now on; "
-              "the resumed run will differ from an uninterrupted one", flush=True)
-    obs = loop["obs"] = data["loop/obs"]
-    if not env_restore(env, data):
-        obs, _ = env.reset()
-        loop["obs"] = obs
-        print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
-    # an evaluation row written after the checkpoint (a crash between the two) would be repeated: drop it
-    csv_path = os.path.join(run_dir, "eval.csv")
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    with open(csv_path, "w", newline="") as f:
-        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= loop["step"]])
-    print(f"resume: continuing {run_dir} after step {loop['step']}", flush=True)
-    return obs
-
-
-def last_good(ckpt_path):
-    if os.path.isfile(ckpt_path):
-        return f"the last good checkpoint is {ckpt_path}"
-    return "no checkpoint had been written yet"
-
-
-def print_topology(out, step, iteration, agent):
-    layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
-              **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
-    print(f"topology step={step} iteration={iteration} "
-          + " ".join(f"{k}=-{v}/+{v}" for k, v in layers.items())
-          + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
-          + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
-
-
-def print_profile(prof, wall):
-    """Share of the wall time per phase of the loop (--profile)."""
-    print("profile: phase share_of_wall seconds", flush=True)
-    for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
-        print(f"profile: {phase:<18s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
-    other = wall - sum(prof.values())
-    print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser().parse_args(argv)
+    try:
+        if args.eval_only or args.load:
+            return eval_only(args)
+        # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return train(args, argv)
+    except UserError as err:
+        print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    except TrainingStopped as err:
+        print(f"dst_td3.py: training stopped: {err}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -500,6 +500,7 @@ def test_help_documents_every_flag():
     (["--total-steps", "0"], "--total-steps"),
     (["--batch-size", "200", "--buffer-size", "100"], "--batch-size"),
     (["--sparsity", "1.0"], "--sparsity"),
+    (["--sparsity", "0.995"], "cannot be reached with a dense output layer"),
     (["--lambda-in", "-1"], "--lambda-in"),
     (["--drop-fraction", "1.5"], "--drop-fraction"),
     (["--update-period", "0"], "--update-period"),

@@ -17,6 +17,7 @@ import pytest
 import dst_td3 as d
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+pytestmark = pytest.mark.filterwarnings("ignore:.*is out of date")   # we use the v4 tasks on purpose
 F64 = np.float64
 
 
@@ -402,20 +403,30 @@ def test_td3_target_noise_is_clipped_and_action_bounded():
     assert np.isclose(a.min(), 0.85) and np.isclose(a.max(), 0.92)      # both clips are hit
 
 
-def test_terminated_cuts_bootstrap_truncated_does_not(tmp_path):
-    """End to end through the loop: a time-limit cut is stored as not terminal (sfujim/TD3#41, cleanrl#457)."""
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
+def test_env_step_stores_terminated_not_truncated(env_id):
+    """The program's own env step: a time-limit cut is stored as not terminal, a real terminal as terminal
+    (sfujim/TD3#41, cleanrl#457), and both start a new episode."""
     gym = pytest.importorskip("gymnasium")
-    env = gym.make("Pendulum-v1", max_episode_steps=5)   # Pendulum never terminates, only truncates
-    buf = d.buffer_init(20, 3, 1)
-    obs, _ = env.reset(seed=0)
-    n_trunc = 0
-    for _ in range(12):
-        act = env.action_space.sample()
-        next_obs, rew, terminated, truncated, _ = env.step(act)
-        d.buffer_add(buf, obs, act, rew, next_obs, terminated)
-        n_trunc += truncated
-        obs = env.reset()[0] if terminated or truncated else next_obs
-    assert n_trunc == 2 and np.all(buf["terminated"][:12] == 0)
+    if env_id != "Pendulum-v1":
+        pytest.importorskip("mujoco")
+    env = gym.make(env_id, max_episode_steps=5)          # Pendulum never terminates, only truncates
+    args = d.make_parser().parse_args(["--env", env_id, "--learning-starts", "1000"])   # random actions
+    n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
+    rng = np.random.default_rng(0)
+    agent = d.build_agent(n_obs, n_act, env.action_space.low, env.action_space.high, args, rng)
+    buf = d.buffer_init(40, n_obs, n_act)
+    loop = {"obs": env.reset(seed=0)[0]}
+    for step in range(1, 41):
+        d.env_step(agent, env, buf, loop, step, args, rng, {})
+    terminal = buf["terminated"][:, 0] == 1
+    new_episode = np.any(buf["obs"][1:] != buf["next_obs"][:-1], axis=1)   # obs[i+1] is not next_obs[i]
+    if env_id == "Pendulum-v1":
+        assert not terminal.any()                        # 8 time-limit cuts, none stored as terminal
+        assert np.array_equal(np.flatnonzero(new_episode), np.arange(4, 39, 5))
+    else:                                                # random actions topple the pole within a few steps
+        assert terminal.any()
+        assert np.all(new_episode[terminal[:-1]])         # every terminal is followed by a reset
 
 
 def test_soft_update_is_exact_polyak():

@@ -351,6 +351,28 @@ def test_adam_matches_the_textbook_formula():
     assert np.allclose(net["W1"], W, rtol=1e-10, atol=1e-12)
 
 
+def test_adam_decay_makes_dead_weights_subnormal_and_the_flush_removes_them():
+    """The trap behind flush_subnormals: a connection whose gradient turns exactly 0 (a dead ReLU unit) is
+    driven into float32's subnormal range by Adam's L2 weight decay."""
+    rng = np.random.default_rng(17)
+    net = {k: np.zeros((1, 1), np.float32) for k in ("b1", "W2", "b2", "W3", "b3")}
+    net["W1"] = rng.uniform(-0.1, 0.1, size=(8, 8)).astype(np.float32)
+    opt = d.adam_init(net)
+    live = {"W1": np.full((8, 8), 0.01, np.float32)}
+    dead = {"W1": np.zeros((8, 8), np.float32)}
+    for t in range(25_000):
+        d.adam_step(net, live if t < 2000 else dead, opt, 1e-3, 2e-4)
+    tiny = np.finfo(np.float32).tiny
+    subnormal = (net["W1"] != 0) & (np.abs(net["W1"]) < tiny)
+    assert subnormal.sum() > 32                          # the trap is real: most weights end up subnormal
+    agent = {name: {} for name in ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")}
+    agent["actor"], agent["opt_actor"] = net, opt
+    normal = net["W1"][~subnormal].copy()
+    d.flush_subnormals(agent)
+    assert np.all(net["W1"][subnormal] == 0) and np.array_equal(net["W1"][~subnormal], normal)
+    assert not np.any((opt["m_W1"] != 0) & (np.abs(opt["m_W1"]) < tiny))
+
+
 def test_float32_stays_float32():
     rng = np.random.default_rng(12)
     args = d.make_parser().parse_args([])

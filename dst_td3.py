@@ -54,7 +54,7 @@ Differences from the paper (each is also marked `# CHOICE:` where it happens):
     single seeded generator is the only source of randomness besides the seeded env resets.
   - Topology adaptation stops after 92.5 % of the environment steps (--stop-adapt), as the official code does.
   - Every 100 iterations, weights and Adam moments below 1.2e-38 (float32's subnormal range) are set to 0, the
-    software version of a CPU's flush-to-zero mode: subnormal numbers slowed dense TD3 by 4x (flush_subnormals).
+    software version of a CPU's flush-to-zero mode: subnormal numbers slowed dense TD3 5x (flush_subnormals).
   - Training FLOPs count one multiplication and one addition per connection and per sample for every product the
     code performs (forward, input gradient, weight gradient), on the actual schedule (actor every d iterations).
 
@@ -620,10 +620,10 @@ def flush_subnormals(agent):
 
     TRAP: subnormal numbers (below 1.2e-38 in float32) are handled by x86 CPUs about 100x slower than normal
     ones, in BLAS products too. Adam with L2 weight decay drives the weights of a dead ReLU unit (gradient
-    exactly 0) and their first moments there within a few thousand iterations: without this, dense TD3 on
-    Hopper had 13k subnormal weights of 65k in the actor's hidden layer at step 20k and slowed to a quarter of
-    its speed. The hardware's flush-to-zero mode would do this, but numpy cannot switch it on. The change to
-    the network is below 1.2e-38 per weight.
+    exactly 0) and their first moments there within a few thousand iterations. Without this, dense TD3 on
+    Hopper had 13k subnormal weights of 65k in the actor's hidden layer at step 20k, and slowed from about 130
+    to 25 steps/s by step 46k. The hardware's flush-to-zero mode would do this, but numpy cannot switch it on.
+    The change to the network is below 1.2e-38 per weight.
     """
     for name in ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic"):
         for key, a in agent[name].items():

@@ -101,6 +101,18 @@ def test_relu_tanh_mse_gradients():
 
 
 # ----------------------------------------------------------------------------- 2. whole networks
+def assert_param_grads(net, grads, loss):
+    """Every parameter's analytic gradient against finite differences of loss(); absent connections get exactly 0
+    and are compared on the present ones (moving an absent weight would break the invariant W*M == W)."""
+    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        num = numerical_grad(loss, net[key])
+        if key in ("W1", "W2"):
+            M = net["M" + key[1]]
+            assert np.all(grads[key][M == 0] == 0), key
+            num = num * M
+        assert rel_err(grads[key], num) < 1e-5, key
+
+
 def test_critic_loss_gradient_wrt_every_critic_parameter():
     rng = np.random.default_rng(2)
     _, critic = small_nets(rng)
@@ -113,13 +125,7 @@ def test_critic_loss_gradient_wrt_every_critic_parameter():
     assert q.shape == (2, 6, 1)
     grads, da = d.critic_backward(d.mse_loss(q, y)[1], cache)
     assert da is None
-    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
-        num = numerical_grad(loss, critic[key])
-        if key in ("W1", "W2"):                          # compare on present connections; absent get exactly 0
-            M = critic["M" + key[1]]
-            assert np.all(grads[key][M == 0] == 0)
-            num = num * M
-        assert rel_err(grads[key], num) < 1e-5, key
+    assert_param_grads(critic, grads, loss)
 
 
 def test_critic_dq_da_and_actor_loss_through_the_critic():
@@ -141,13 +147,7 @@ def test_critic_dq_da_and_actor_loss_through_the_critic():
     q1, c_cache = d.critic_forward(q1_only, obs, a)
     _, da = d.critic_backward(np.full_like(q1, -1.0 / 6), c_cache, param_grads=False)
     grads = d.actor_backward(da, a_cache)
-    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
-        num = numerical_grad(actor_loss, actor[key])
-        if key in ("W1", "W2"):
-            M = actor["M" + key[1]]
-            assert np.all(grads[key][M == 0] == 0)
-            num = num * M
-        assert rel_err(grads[key], num) < 1e-5, key
+    assert_param_grads(actor, grads, actor_loss)
 
 
 def test_actor_output_scaling_and_bounds():

@@ -324,6 +324,9 @@ def maintain_sparsity(W_targ, k):
 # 5. Actor and twin critics: compositions of section 3, parameters in plain dicts.
 #    Keys: W1 b1 W2 b2 W3 b3 (trainable), M1 M2 (masks of the sparse layers; absent for dense TD3).
 # =============================================================================
+TRAINABLE = ("W1", "b1", "W2", "b2", "W3", "b3")  # the keys Adam, the soft update and the flush touch; M1, M2 are masks
+
+
 def init_linear(n_in, n_out, rng, n_stack=None, dtype=DTYPE):
     """Fan-in uniform init U(-1/√n_in, 1/√n_in) for W and b, as PyTorch's nn.Linear (the paper's code).
     W: (n_in, n_out) and b: (1, n_out), or with a leading (n_stack,) axis."""
@@ -423,7 +426,7 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults, which the paper
 def adam_init(net):
     """Zero first and second moments m_*, v_* for every trainable array; a scratch buffer for the update."""
     state = {"t": 0}
-    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+    for key in TRAINABLE:
         state["m_" + key] = np.zeros_like(net[key])
         state["v_" + key] = np.zeros_like(net[key])
         state["s_" + key] = np.zeros_like(net[key])      # scratch, so that the step allocates nothing
@@ -531,7 +534,7 @@ def actor_step(actor, critic, opt, obs, lr, weight_decay):
 
 def soft_update(net, net_targ, tau):
     """PAPER: θ' ← τ·θ + (1-τ)·θ'  for every trainable array, in place   [TD3, Alg. 1; DS-TD3, Eq. 6]"""
-    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+    for key in TRAINABLE:
         targ = net_targ[key]
         targ *= 1 - tau
         targ += tau * net[key]
@@ -612,6 +615,7 @@ def lap(prof, phase, t0):
     return now
 
 
+NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")   # the agent's dicts
 FLUSH_EVERY = 100  # iterations between flushes of subnormal numbers (see flush_subnormals)
 
 
@@ -625,9 +629,9 @@ def flush_subnormals(agent):
     the paper's settings slowed from about 130 to 25 steps/s by step 46k. The hardware's flush-to-zero mode
     would do this, but numpy cannot switch it on. The change to the network is below 1.2e-38 per weight.
     """
-    for name in ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic"):
+    for name in NETWORKS:
         for key, a in agent[name].items():
-            if key[-2:] in ("W1", "b1", "W2", "b2", "W3", "b3"):      # weights, biases and their m_, v_
+            if key in TRAINABLE or key[2:] in TRAINABLE and key[:2] in ("m_", "v_"):   # not Adam's scratch s_
                 np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
 
 
@@ -776,7 +780,6 @@ def versions():
 
 
 CHECKPOINT = "checkpoint.npz"
-NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")
 BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
 
 
@@ -874,7 +877,7 @@ def check_checkpoint_sizes(data, n_obs, n_act, env_id, path):
 def first_non_finite(agent):
     """Name of the first network with a NaN or infinite weight, or None."""
     for name in ("actor", "critic", "actor_targ", "critic_targ"):
-        if not all(np.isfinite(agent[name][key]).all() for key in ("W1", "b1", "W2", "b2", "W3", "b3")):
+        if not all(np.isfinite(agent[name][key]).all() for key in TRAINABLE):
             return name
     return None
 

@@ -626,8 +626,9 @@ def flush_subnormals(agent):
     ones, in BLAS products too. Adam with L2 weight decay drives the weights of a dead ReLU unit (gradient
     exactly 0) and their first moments there within a few thousand iterations. Without this, dense TD3 on
     Hopper had 13k subnormal weights of 65k in the actor's hidden layer after 19k iterations, and a run with
-    the paper's settings slowed from about 130 to 25 steps/s by step 46k. The hardware's flush-to-zero mode
-    would do this, but numpy cannot switch it on. The change to the network is below 1.2e-38 per weight.
+    the paper's settings ran at 23-29 steps/s from step 32k on, against a median of 129 with this flush (README,
+    Speed). The hardware's flush-to-zero mode would do this, but numpy cannot switch it on. The change to the
+    network is below 1.2e-38 per weight.
     """
     for name in NETWORKS:
         for key, a in agent[name].items():

@@ -167,13 +167,25 @@ def make_parser():
 # 3. Layers. Each *_forward returns (out, cache); *_backward takes (dout, cache).
 #    Every function also works with a leading twin axis: x (B, n) with W (2, n, m) gives (2, B, m).
 # =============================================================================
+MATMUL_SECONDS = [0.0]  # time spent in matrix products so far (a list, so that matmul can add to it in place)
+
+
+def matmul(a, b):
+    """a @ b, timed. The products are the part of an iteration that numpy cannot make faster: --profile
+    compares the whole iteration with their time (README, Speed). Two clock reads cost ~0.2 µs, a product ≥ 5 µs."""
+    t0 = time.perf_counter()
+    c = a @ b
+    MATMUL_SECONDS[0] += time.perf_counter() - t0
+    return c
+
+
 def masked_linear_forward(x, W, b, M=None):
     """y = x @ (W*M) + b.   x: (..., B, n_in)  W, M: (..., n_in, n_out)  b: (..., 1, n_out)
 
     Absent weights are kept exactly 0 at all times (the backward masks their gradient, Adam keeps them at 0,
     drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M.
     """
-    y = x @ W + b                                        # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
+    y = matmul(x, W) + b                                 # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
     return y, (x, W, M)
 
 
@@ -184,10 +196,16 @@ def masked_linear_backward(dy, cache, need_dx=True, need_dW=True):
     A skipped result is returned as None.
     """
     x, W, M = cache
-    dx = dy @ W.swapaxes(-1, -2) if need_dx else None    # (..., B, n_out) @ (..., n_out, n_in)
+    dx = None
+    if need_dx and W.shape[-1] == 1:
+        # PERF: with one output (the critic's last layer) the product is an outer product, and numpy's matmul
+        # of a stack with an inner size of 1 runs its own unvectorised loop, ~10x slower than this broadcast
+        dx = dy * W.swapaxes(-1, -2)                     # (..., B, 1) * (..., 1, n_in)
+    elif need_dx:
+        dx = matmul(dy, W.swapaxes(-1, -2))              # (..., B, n_out) @ (..., n_out, n_in)
     dW = db = None
     if need_dW:
-        dW = x.swapaxes(-1, -2) @ dy                     # (..., n_in, B) @ (..., B, n_out)
+        dW = matmul(x.swapaxes(-1, -2), dy)              # (..., n_in, B) @ (..., B, n_out)
         if M is not None:
             dW *= M                                      # TRAP: an absent connection must get exactly 0
         db = dy.sum(axis=-2, keepdims=True)              # b was broadcast over the batch, so we sum over it
@@ -307,16 +325,20 @@ def maintain_sparsity(W_targ, k):
 
     The soft update mixes the online weights into the target, so after a topology update the target also holds
     the online layer's new connections while its dropped ones are still decaying: more than k nonzeros.
-    Returns the number of weights zeroed. O(n) selection (argpartition), never a full sort.
+    Returns the number of weights zeroed. O(n) selection (a partition), never a full sort.
     """
     w = W_targ.reshape(-1)
-    nonzero = w != 0                                     # a bool pass is ~10x cheaper than counting floats
-    n_extra = int(np.count_nonzero(nonzero)) - k
+    n_extra = int(np.count_nonzero(w != 0)) - k          # a bool pass is ~10x cheaper than counting floats
     if n_extra <= 0:                                     # already as sparse as its online layer: nothing to do
         return 0
-    nz = np.flatnonzero(nonzero)
-    smallest = nz[np.argpartition(np.abs(w[nz]), n_extra - 1)[:n_extra]]
-    w[smallest] = 0
+    # PERF: the bits of a float ≥ 0, read as an unsigned integer, order like the numbers. Minus 1 (wrapping
+    # around) sends the zeros to the top, so one partition finds the n_extra-th smallest nonzero |w| without
+    # first gathering the nonzeros, which cost more than the partition itself.
+    key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
+    kth = np.partition(key, n_extra - 1)[n_extra - 1]
+    smallest = np.flatnonzero(key < kth)
+    ties = np.flatnonzero(key == kth)[:n_extra - smallest.size]   # exact ties at the cut: any of them will do
+    w[smallest], w[ties] = 0, 0
     return n_extra
 
 
@@ -325,6 +347,27 @@ def maintain_sparsity(W_targ, k):
 #    Keys: W1 b1 W2 b2 W3 b3 (trainable), M1 M2 (masks of the sparse layers; absent for dense TD3).
 # =============================================================================
 TRAINABLE = ("W1", "b1", "W2", "b2", "W3", "b3")  # the keys Adam, the soft update and the flush touch; M1, M2 are masks
+
+
+def with_flat(net):
+    """Gather the trainable arrays of net into one contiguous vector net["flat"] and make each array a view of it,
+    so that a write to either is a write to both. Returns net.
+
+    PERF: Adam, the soft update and the subnormal flush then run a dozen numpy calls over one vector instead of a
+    dozen per array. Four of the six arrays are tiny (biases, the output layer): for them the calls are the cost.
+    """
+    net["flat"] = np.concatenate([net[key].reshape(-1) for key in TRAINABLE])
+    offset = 0
+    for key in TRAINABLE:
+        size = net[key].size
+        net[key] = net["flat"][offset:offset + size].reshape(net[key].shape)   # a view: no copy
+        offset += size
+    return net
+
+
+def copy_net(net):
+    """An independent copy of a network (its target): same weights, same zeros, its own flat vector."""
+    return with_flat({key: value.copy() for key, value in net.items() if key != "flat"})
 
 
 def init_linear(n_in, n_out, rng, n_stack=None, dtype=DTYPE):
@@ -349,7 +392,7 @@ def init_mlp(sizes, densities, rng, n_stack=None, dtype=DTYPE):
             masks = [erdos_renyi_mask(n_in, n_out, p, rng, dtype) for _ in range(n_stack or 1)]
             net[f"M{l}"] = np.stack(masks) if n_stack else masks[0]          # each critic has its own masks
             net[f"W{l}"] *= net[f"M{l}"]
-    return net
+    return with_flat(net)
 
 
 def actor_forward(actor, obs):
@@ -424,12 +467,12 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults, which the paper
 
 
 def adam_init(net):
-    """Zero first and second moments m_*, v_* for every trainable array; a scratch buffer for the update."""
+    """Zero first and second moments m_*, v_* for every trainable array, and a scratch buffer s_* for the update,
+    each laid out like the network: one flat vector (m_flat, v_flat, s_flat) with a view per array."""
     state = {"t": 0}
-    for key in TRAINABLE:
-        state["m_" + key] = np.zeros_like(net[key])
-        state["v_" + key] = np.zeros_like(net[key])
-        state["s_" + key] = np.zeros_like(net[key])      # scratch, so that the step allocates nothing
+    for prefix in ("m_", "v_", "s_"):                    # s_: scratch, so that the step allocates nothing
+        zeros = with_flat({key: np.zeros_like(net[key]) for key in TRAINABLE})
+        state.update({prefix + key: value for key, value in zeros.items()})
     return state
 
 
@@ -449,24 +492,25 @@ def adam_step(net, grads, state, lr, weight_decay):
     # TRAP: plain Python floats, because a numpy float64 scalar would turn the float32 arrays into float64.
     lr_t = float(lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
     eps_t = float(ADAM_EPS * math.sqrt(1 - beta2 ** t))
+    # every line below works on the whole network at once (flat vectors, see with_flat) and writes into an
+    # existing array (out=, *=, +=): the update runs every iteration, and fresh temporaries would cost as much
+    # as the arithmetic
+    W, m, v, g = net["flat"], state["m_flat"], state["v_flat"], state["s_flat"]
+    np.multiply(W, weight_decay, out=g)
     for key, dW in grads.items():
-        W, m, v, g = net[key], state["m_" + key], state["v_" + key], state["s_" + key]
-        # every line below writes into an existing array (out=, *=, +=): these arrays are large and the
-        # update runs every iteration, so fresh temporaries would cost as much as the arithmetic
-        np.multiply(W, weight_decay, out=g)
-        g += dW                                          # g = ∇L + wd·W
-        m -= g
-        m *= beta1
-        m += g                                           # m = β1·(m - g) + g = β1·m + (1-β1)·g
-        np.multiply(g, g, out=g)                         # g² (g itself is no longer needed)
-        v -= g
-        v *= beta2
-        v += g                                           # v = β2·v + (1-β2)·g²
-        np.sqrt(v, out=g)
-        g += eps_t
-        np.divide(m, g, out=g)
-        g *= lr_t
-        W -= g                                           # W ← W - lr_t·m/(√v + ε_t)
+        state["s_" + key] += dW                          # g = ∇L + wd·W  (s_W1 ... are views of g)
+    m -= g
+    m *= beta1
+    m += g                                               # m = β1·(m - g) + g = β1·m + (1-β1)·g
+    np.multiply(g, g, out=g)                             # g² (g itself is no longer needed)
+    v -= g
+    v *= beta2
+    v += g                                               # v = β2·v + (1-β2)·g²
+    np.sqrt(v, out=g)
+    g += eps_t
+    np.divide(m, g, out=g)
+    g *= lr_t
+    W -= g                                               # W ← W - lr_t·m/(√v + ε_t)
 
 
 # =============================================================================
@@ -523,7 +567,7 @@ def actor_step(actor, critic, opt, obs, lr, weight_decay):
     """One Adam step of the actor on -mean(Q_θ1(s, π(s)))   [TD3, Alg. 1, deterministic policy gradient].
     Only the actor moves: the critic is used as a fixed function of the action. Returns the loss."""
     a, actor_cache = actor_forward(actor, obs)                                               # (B, A)
-    q1_only = {key: value[:1] for key, value in critic.items()}   # views of twin 0: Q_θ1 alone, no copy
+    q1_only = {key: value[:1] for key, value in critic.items() if key != "flat"}   # views of twin 0: Q_θ1 alone
     q1, critic_cache = critic_forward(q1_only, obs, a)                                       # (1, B, 1)
     n_batch = obs.shape[0]
     dq1 = np.full_like(q1, -1.0 / n_batch)                # ∂(-mean Q1)/∂Q1
@@ -534,10 +578,9 @@ def actor_step(actor, critic, opt, obs, lr, weight_decay):
 
 def soft_update(net, net_targ, tau):
     """PAPER: θ' ← τ·θ + (1-τ)·θ'  for every trainable array, in place   [TD3, Alg. 1; DS-TD3, Eq. 6]"""
-    for key in TRAINABLE:
-        targ = net_targ[key]
-        targ *= 1 - tau
-        targ += tau * net[key]
+    targ = net_targ["flat"]                              # all trainable arrays of the target at once (with_flat)
+    targ *= 1 - tau
+    targ += tau * net["flat"]
 
 
 def n_connections(net, l, twin=slice(None)):
@@ -616,6 +659,9 @@ def lap(prof, phase, t0):
 
 
 NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")   # the agent's dicts
+ITERATION_PHASES = ("sample batch", "critic update", "topology update", "actor update", "target update",
+                    "maintain sparsity", "flush subnormals")                  # the phases of train_iteration
+PRODUCTS = "matrix products"  # the time of train_iteration's products: a part of its phases, not a phase
 FLUSH_EVERY = 100  # iterations between flushes of subnormal numbers (see flush_subnormals)
 
 
@@ -631,8 +677,9 @@ def flush_subnormals(agent):
     network is below 1.2e-38 per weight.
     """
     for name in NETWORKS:
-        for key, a in agent[name].items():
-            if key in TRAINABLE or key[2:] in TRAINABLE and key[:2] in ("m_", "v_"):   # not Adam's scratch s_
+        for key in ("flat", "m_flat", "v_flat"):        # all weights, biases and moments (with_flat); not s_flat
+            if key in agent[name]:
+                a = agent[name][key]
                 np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
 
 
@@ -640,6 +687,7 @@ def train_iteration(agent, buf, iteration, step, args, rng, prof):
     """One TD3 iteration [TD3, Alg. 1] with DS-TD3's topology and target-sparsity steps [DS-TD3, Alg. 1].
     agent: dict of the networks (actor, critic, their _targ copies) and Adam states. Returns log values."""
     actor, critic, actor_targ, critic_targ = agent["actor"], agent["critic"], agent["actor_targ"], agent["critic_targ"]
+    products_before = MATMUL_SECONDS[0]
     t = time.perf_counter()
     batch = buffer_sample(buf, args.batch_size, rng)
     t = lap(prof, "sample batch", t)
@@ -668,6 +716,7 @@ def train_iteration(agent, buf, iteration, step, args, rng, prof):
     if iteration % FLUSH_EVERY == 0:
         flush_subnormals(agent)
         lap(prof, "flush subnormals", t)
+    prof[PRODUCTS] = prof.get(PRODUCTS, 0.0) + MATMUL_SECONDS[0] - products_before   # inside the phases above
     return out
 
 
@@ -816,13 +865,18 @@ def env_restore(env, data):
     return False
 
 
+def in_checkpoint(key):
+    """Adam's scratch buffers s_* carry no state, and a flat vector holds the same numbers as its arrays."""
+    return not key.startswith("s_") and not key.endswith("flat")
+
+
 def save_checkpoint(path, agent, buf, rng, env, loop, config, save_buffer):
     """Everything a run needs to continue, as one .npz (plain arrays and JSON strings: no pickle).
 
     Written to a temporary file first, then renamed over the old one: a rename is atomic, so a crash at any
     moment leaves either the old checkpoint or the new one, never half of one."""
     arrays = {f"{name}/{key}": np.asarray(value) for name in NETWORKS for key, value in agent[name].items()
-              if not key.startswith("s_")}                  # Adam's scratch buffers carry no state
+              if in_checkpoint(key)}
     arrays.update({f"loop/{key}": np.asarray(value) for key, value in loop.items()})
     arrays.update(env_snapshot(env))
     arrays["rng"] = np.array(json.dumps(rng.bit_generator.state))
@@ -856,7 +910,7 @@ def restore_agent(agent, data, path):
     """Copy a checkpoint's arrays into a freshly built agent of the same configuration, checking every shape."""
     for name in NETWORKS:
         for key in agent[name]:
-            if key.startswith("s_"):
+            if not in_checkpoint(key):
                 continue
             saved = data.get(f"{name}/{key}")
             if saved is None or np.shape(saved) != np.shape(agent[name][key]):
@@ -924,8 +978,7 @@ def build_agent(n_obs, n_act, act_lo, act_hi, args, rng, dtype=DTYPE):
     scale = ((act_hi - act_lo) / 2).astype(dtype)        # (A,) max_action for a symmetric space
     actor["act_scale"], actor["act_bias"] = scale, ((act_hi + act_lo) / 2).astype(dtype)
     return {"actor": actor, "critic": critic,
-            "actor_targ": {k: v.copy() for k, v in actor.items()},    # exact copies: same weights, same zeros
-            "critic_targ": {k: v.copy() for k, v in critic.items()},
+            "actor_targ": copy_net(actor), "critic_targ": copy_net(critic),   # same weights, same zeros
             "opt_actor": adam_init(actor), "opt_critic": adam_init(critic),
             "act_lo": act_lo.astype(dtype), "act_hi": act_hi.astype(dtype),
             "sigma": args.policy_noise * scale, "c": args.noise_clip * scale, "expl": args.expl_noise * scale}
@@ -1072,13 +1125,20 @@ def print_topology(out, step, iteration, agent):
           + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
 
 
-def print_profile(prof, wall):
-    """Share of the wall time per phase of the loop (--profile)."""
+def print_profile(prof, wall, n_iterations):
+    """Share of the wall time per phase of the loop, then how the training iterations compare with the time of
+    their matrix products alone (--profile; README, Speed)."""
+    products = prof.pop(PRODUCTS, 0.0)
     print("profile: phase share_of_wall seconds", flush=True)
     for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
         print(f"profile: {phase:<18s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
     other = wall - sum(prof.values())
     print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
+    iterations = sum(prof.get(phase, 0.0) for phase in ITERATION_PHASES)
+    if n_iterations and products:
+        print(f"profile: {n_iterations} training iterations, {iterations / n_iterations * 1e3:.2f} ms each, of which "
+              f"matrix products {products / n_iterations * 1e3:.2f} ms: iteration/products = "
+              f"{iterations / products:.2f}", flush=True)
 
 
 def eval_only(args):
@@ -1130,7 +1190,7 @@ def train(args, argv):
     print_header(run, args, agent)
 
     stop, previous_handlers = install_stop_handlers()
-    prof, log = {}, {}
+    prof, log, n_iterations = {}, {}, 0
     t_start = t_log = time.perf_counter()
     try:
         for step in range(loop["step"] + 1, args.total_steps + 1):
@@ -1140,6 +1200,7 @@ def train(args, argv):
             if step > args.learning_starts and buf["size"] >= args.batch_size:
                 iteration = step - args.learning_starts
                 out = train_iteration(agent, buf, iteration, step, args, rng, prof)
+                n_iterations += 1
                 log.update(out)
                 for key, network in (("loss_q", "critic"), ("loss_pi", "actor")):
                     if key in out and not math.isfinite(out[key]):
@@ -1168,7 +1229,7 @@ def train(args, argv):
           f"run_dir={run['dir']}", flush=True)
     print(f"reproduce: {run['config']['command']}", flush=True)
     if args.profile:
-        print_profile(prof, wall)
+        print_profile(prof, wall, n_iterations)
     return 0
 
 

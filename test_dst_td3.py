@@ -319,7 +319,7 @@ def test_maintain_sparsity_keeps_k_largest(case):
 def test_masked_weights_stay_zero_through_many_adam_steps_and_soft_updates():
     rng = np.random.default_rng(10)
     actor, critic = small_nets(rng, H=8)
-    critic_targ = {k: v.copy() for k, v in critic.items()}
+    critic_targ = d.copy_net(critic)
     opt = d.adam_init(critic)
     for _ in range(200):
         obs, act, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2)), rng.standard_normal((16, 1))
@@ -338,6 +338,7 @@ def test_adam_matches_the_textbook_formula():
     W0 = rng.standard_normal((3, 4))
     net = {k: np.zeros((1, 1)) for k in ("b1", "W2", "b2", "W3", "b3")}
     net["W1"] = W0.copy()
+    net = d.with_flat(net)
     opt = d.adam_init(net)
     m = v = np.zeros_like(W0)
     W = W0.copy()
@@ -357,6 +358,7 @@ def test_adam_decay_makes_dead_weights_subnormal_and_the_flush_removes_them():
     rng = np.random.default_rng(17)
     net = {k: np.zeros((1, 1), np.float32) for k in ("b1", "W2", "b2", "W3", "b3")}
     net["W1"] = rng.uniform(-0.1, 0.1, size=(8, 8)).astype(np.float32)
+    net = d.with_flat(net)
     opt = d.adam_init(net)
     live = {"W1": np.full((8, 8), 0.01, np.float32)}
     dead = {"W1": np.zeros((8, 8), np.float32)}
@@ -454,7 +456,7 @@ def test_env_step_stores_terminated_not_truncated(env_id):
 def test_soft_update_is_exact_polyak():
     rng = np.random.default_rng(13)
     actor, _ = small_nets(rng)
-    targ = {k: v + rng.standard_normal(v.shape) for k, v in actor.items()}
+    targ = d.with_flat({k: v + rng.standard_normal(v.shape) for k, v in actor.items() if k != "flat"})
     expected = {k: 0.3 * actor[k] + 0.7 * targ[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3")}
     d.soft_update(actor, targ, 0.3)
     for k, v in expected.items():

@@ -185,7 +185,8 @@ def masked_linear_forward(x, W, b, M=None):
     Absent weights are kept exactly 0 at all times (the backward masks their gradient, Adam keeps them at 0,
     drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M.
     """
-    y = matmul(x, W) + b                                 # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
+    y = matmul(x, W)                                     # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
+    y += b                                               # in place: y is ours, a second (2, B, H) array is not needed
     return y, (x, W, M)
 
 

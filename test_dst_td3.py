@@ -294,6 +294,7 @@ def test_maintain_sparsity_keeps_k_largest(case):
     if case == "small":
         W = rng.standard_normal((20, 20))
         W[rng.random((20, 20)) < 0.3] = 0
+        W[rng.random((20, 20)) < 0.1] = -0.0             # a negative zero is a zero too
         k = 150
     elif case == "large":
         W = rng.standard_normal((200, 300))
@@ -314,6 +315,22 @@ def test_maintain_sparsity_keeps_k_largest(case):
     if case == "dirty":                                  # right after a topology update: the tiny τ·θ go first
         assert np.abs(W0[dropped]).max() < 1e-3
     assert d.maintain_sparsity(W, k) == 0                # already sparse enough: untouched
+
+
+def test_flat_vector_and_its_arrays_are_one_memory_and_a_copy_is_independent():
+    rng = np.random.default_rng(18)
+    actor, critic = small_nets(rng)
+    for net in (actor, critic):
+        assert net["flat"].size == sum(net[k].size for k in d.TRAINABLE)
+        targ = d.copy_net(net)
+        before = {k: targ[k].copy() for k in d.TRAINABLE}
+        net["flat"][:] = np.arange(net["flat"].size)     # a write to the vector shows in the arrays...
+        assert net["W1"].reshape(-1)[0] == 0 and net["b3"].reshape(-1)[-1] == net["flat"].size - 1
+        net["W2"][...] = -1.0                            # ...and a write to an array shows in the vector
+        assert np.count_nonzero(net["flat"] == -1.0) == net["W2"].size
+        for k in d.TRAINABLE:                            # the copy saw none of it, and has its own vector
+            assert np.array_equal(targ[k], before[k]) and np.shares_memory(targ[k], targ["flat"])
+        assert np.array_equal(targ["M1"], net["M1"]) and not np.shares_memory(targ["M1"], net["M1"])
 
 
 def test_masked_weights_stay_zero_through_many_adam_steps_and_soft_updates():

@@ -1137,8 +1137,8 @@ def print_profile(prof, wall, n_iterations):
     print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
     iterations = sum(prof.get(phase, 0.0) for phase in ITERATION_PHASES)
     if n_iterations and products:
-        print(f"profile: {n_iterations} training iterations, {iterations / n_iterations * 1e3:.2f} ms each, of which "
-              f"matrix products {products / n_iterations * 1e3:.2f} ms: iteration/products = "
+        print(f"profile: {n_iterations} training iterations, {iterations / n_iterations * 1e3:.3f} ms each, of which "
+              f"matrix products {products / n_iterations * 1e3:.3f} ms: iteration/products = "
               f"{iterations / products:.2f}", flush=True)
 
 

@@ -618,6 +618,26 @@ def test_smoke_and_determinism(tmp_path):
     assert outs[0][0] != outs[2][0] and strip[0] != strip[2]          # another seed: different
 
 
+def test_profile_shares_and_matrix_product_time(tmp_path):
+    pytest.importorskip("mujoco")
+    res = run_cli(*SMOKE, "--profile", "--runs-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    lines = [line.split(":", 1)[1] for line in res.stdout.splitlines() if line.startswith("profile:")]
+    shares = {}
+    for line in lines[1:-1]:                             # "<phase> <share>% <seconds>s"
+        phase, share, _ = line.rsplit(None, 2)
+        shares[phase.strip()] = float(share.rstrip("%"))
+    for phase in ("env step", "acting", "sample batch", "critic update", "actor update", "target update",
+                  "maintain sparsity", "topology update", "evaluation", "other (logging)"):
+        assert phase in shares, phase
+    assert abs(sum(shares.values()) - 100) < 0.5         # the phases cover the wall time once
+    # "200 training iterations, X ms each, of which matrix products Y ms: iteration/products = Z"
+    n, rest = lines[-1].split(" training iterations, ")
+    per_iteration, products = (float(part.split(" ms")[0].split()[-1]) for part in rest.split(", of which"))
+    assert int(n) == 300 - 100 and 0 < products < per_iteration
+    assert float(rest.rsplit("= ", 1)[1]) == pytest.approx(per_iteration / products, rel=0.05)   # rounding
+
+
 def test_learns_inverted_pendulum(tmp_path):
     """A real learning run: DS-TD3 balances InvertedPendulum-v4 (max return 1000).
 

@@ -147,7 +147,9 @@ def make_parser():
     g.add_argument("--eval-every", type=int, default=5000, help="evaluate every this many env steps")
     g.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
     g.add_argument("--log-every", type=int, default=2000, help="print a progress line every this many steps")
-    g.add_argument("--profile", action="store_true", help="print the share of wall time per phase at the end")
+    g.add_argument("--profile", action="store_true",
+                   help="at the end, print the share of wall time per phase, and an iteration's time against "
+                        "that of its matrix products")
 
     g = p.add_argument_group("checkpoints (written to the run folder at every evaluation)")
     g.add_argument("--resume", type=str, default=None, metavar="RUN_DIR",

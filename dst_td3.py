@@ -935,7 +935,7 @@ def check_checkpoint_sizes(data, n_obs, n_act, env_id, path):
 def first_non_finite(agent):
     """Name of the first network with a NaN or infinite weight, or None."""
     for name in ("actor", "critic", "actor_targ", "critic_targ"):
-        if not all(np.isfinite(agent[name][key]).all() for key in TRAINABLE):
+        if not np.isfinite(agent[name]["flat"]).all():    # every weight and bias of the network (with_flat)
             return name
     return None
 

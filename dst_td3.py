@@ -140,8 +140,11 @@ def make_parser():
     g.add_argument("--lambda-hidden", type=float, default=64.0, help="Erdős–Rényi λ2 of the hidden layer")
     g.add_argument("--drop-fraction", type=float, default=0.05, help="fraction η of each sign dropped and regrown")
     g.add_argument("--update-period", type=int, default=1000, help="topology update period e, in iterations")
-    g.add_argument("--stop-adapt", type=float, default=0.925,
-                   help="no topology updates after this fraction of --total-steps (official code)")
+    g.add_argument("--stop-adapt", type=float, default=0.95,
+                   help="regrowing topology updates while the env step is at most this fraction of --total-steps; "
+                        "the next update drops only, then none. At the paper's 1M steps and 25k warm-up the last "
+                        "regrowing update is iteration 925,000 (official code: T - S - 50,000); shorter runs "
+                        "stop at the same fraction")
 
     g = p.add_argument_group("logging and evaluation")
     g.add_argument("--eval-every", type=int, default=5000, help="evaluate every this many env steps")
@@ -297,28 +300,34 @@ def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
     return (rng.random((n_in, n_out)) < p).astype(dtype)
 
 
-def drop_and_grow(W, M, zeta, rng):
+def drop_and_grow(W, M, eta, rng, grow=True):
     """One topology update of one sparse layer, in place   [DS-TD3, Alg. 2; SET].
 
-    W, M: (n_in, n_out), contiguous. Returns (dropped, grown): flat indices, equally many.
-    Drop: the ζ fraction of positive weights closest to zero and the ζ fraction of negative weights closest to zero.
+    W, M: (n_in, n_out), contiguous. Returns (dropped, grown): flat indices, equally many (grown is empty when
+    grow=False: the last update of a run drops only, as the official code does).
+    Drop: the η fraction of positive weights closest to zero (the smallest positive ones) and the η fraction of
+    negative weights closest to zero (the negative ones of smallest magnitude).
     Grow: as many new connections, uniformly at random among the positions that were absent before this update.
-    New weights start at exactly 0, so the network's function does not change at the moment of the update.
     """
     w, m = W.reshape(-1), M.reshape(-1)                  # views of the same memory (contiguous arrays)
     active = np.flatnonzero(m)
-    free = np.flatnonzero(m == 0)                        # TRAP: taken before the drop, so a weight just dropped
-                                                         # cannot be regrown in the same update
-    # CHOICE: each sign separately, η of each (official code); w = 0 counts as positive, so an active weight
-    # stuck at exactly 0 goes first. Counts round up so that a layer with < 1/η weights of a sign still adapts.
+    # CHOICE: grown positions exclude the ones just dropped, because Alg. 2 grows "new" connections; the official
+    # code can regrow them (244 of 5,197 drops in one measured update). TRAP: so `free` is taken before the drop.
+    free = np.flatnonzero(m == 0)
+    # CHOICE: each sign separately, η of each (official code; Alg. 2 writes c/2 of each); w = 0 counts as
+    # positive, so an active weight stuck at exactly 0 goes first. Counts round up, so that a layer with fewer
+    # than 1/η weights of a sign still adapts, and never exceed what can be regrown.
     pos, neg = active[w[active] >= 0], active[w[active] < 0]
-    k_pos = min(math.ceil(zeta * pos.size), free.size)
-    k_neg = min(math.ceil(zeta * neg.size), free.size - k_pos)   # never drop more than we can regrow
+    room = free.size if grow else active.size
+    k_pos = min(math.ceil(eta * pos.size), room)
+    k_neg = min(math.ceil(eta * neg.size), room - k_pos)
     drop_pos = pos[np.argpartition(w[pos], k_pos - 1)[:k_pos]] if k_pos else pos[:0]    # smallest positive
-    drop_neg = neg[np.argpartition(-w[neg], k_neg - 1)[:k_neg]] if k_neg else neg[:0]   # largest negative
+    drop_neg = neg[np.argpartition(-w[neg], k_neg - 1)[:k_neg]] if k_neg else neg[:0]   # negative, nearest 0
     dropped = np.concatenate([drop_pos, drop_neg])
-    grown = rng.choice(free, size=dropped.size, replace=False)
     m[dropped], w[dropped] = 0, 0
+    grown = rng.choice(free, size=dropped.size, replace=False) if grow else dropped[:0]
+    # CHOICE: grown weights start at exactly 0, so the network's function does not change at the update; the
+    # official code's start one Adam step away from 0 (|w| up to 8e-4), from its dense moments
     m[grown], w[grown] = 1, 0
     return dropped, grown
 
@@ -330,18 +339,17 @@ def maintain_sparsity(W_targ, k):
     the online layer's new connections while its dropped ones are still decaying: more than k nonzeros.
     Returns the number of weights zeroed. O(n) selection (a partition), never a full sort.
     """
-    w = W_targ.reshape(-1)
-    n_extra = int(np.count_nonzero(w != 0)) - k          # a bool pass is ~10x cheaper than counting floats
+    w = W_targ.reshape(-1)                               # (n_in·n_out,) a view: writes go to W_targ
+    n_extra = int(np.count_nonzero(w != 0)) - k
     if n_extra <= 0:                                     # already as sparse as its online layer: nothing to do
         return 0
-    # PERF: the bits of a float ≥ 0, read as an unsigned integer, order like the numbers. Minus 1 (wrapping
-    # around) sends the zeros to the top, so one partition finds the n_extra-th smallest nonzero |w| without
-    # first gathering the nonzeros, which cost more than the partition itself.
-    key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
-    kth = np.partition(key, n_extra - 1)[n_extra - 1]
-    smallest = np.flatnonzero(key < kth)
-    ties = np.flatnonzero(key == kth)[:n_extra - smallest.size]   # exact ties at the cut: any of them will do
-    w[smallest], w[ties] = 0, 0
+    magnitude = np.abs(w)
+    # the k-th largest |w|: a partition puts it at index n - k, every smaller one before it, in O(n)
+    threshold = np.partition(magnitude, w.size - k)[w.size - k]
+    n_above = int(np.count_nonzero(magnitude > threshold))
+    tied = np.flatnonzero(magnitude == threshold)        # exact ties at the cut: keep the first ones
+    w[magnitude < threshold] = 0
+    w[tied[k - n_above:]] = 0
     return n_extra
 
 
@@ -470,50 +478,50 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults, which the paper
 
 
 def adam_init(net):
-    """Zero first and second moments m_*, v_* for every trainable array, and a scratch buffer s_* for the update,
-    each laid out like the network: one flat vector (m_flat, v_flat, s_flat) with a view per array."""
+    """Zero first and second moments m_*, v_* for every trainable array, laid out like the network (one flat
+    vector m_flat, v_flat with a view per array), and two scratch vectors, g_flat and tmp_flat, so that a step
+    allocates nothing."""
     state = {"t": 0}
-    for prefix in ("m_", "v_", "s_"):                    # s_: scratch, so that the step allocates nothing
+    for prefix in ("m_", "v_", "g_"):
         zeros = with_flat({key: np.zeros_like(net[key]) for key in TRAINABLE})
         state.update({prefix + key: value for key, value in zeros.items()})
+    state["tmp_flat"] = np.zeros_like(net["flat"])
     return state
 
 
 def adam_step(net, grads, state, lr, weight_decay):
     """One Adam step on every trainable array of net, in place   [Adam, Alg. 1].
 
-    g = ∇L + wd·W  (L2 added to the gradient, as torch.optim.Adam(weight_decay=wd) does)
-    m ← β1·m + (1-β1)·g,   v ← β2·v + (1-β2)·g²,   W ← W - lr·m̂ / (√v̂ + ε)
     CHOICE: masked moments. An absent weight has W = 0 and gradient 0, so g = 0 there, and m, v stay at the 0
-    that drop-and-grow leaves them at: the step moves it by exactly 0/(0 + ε) = 0. No mask is needed here.
+    that topology_update leaves them at: the step moves it by exactly 0/(√0 + ε) = 0. No mask is needed here.
+    Each line works on the whole network at once (flat vectors, see with_flat) and writes into an existing
+    vector (out=): the step runs every iteration, and fresh temporaries would cost as much as the arithmetic.
     """
     beta1, beta2 = ADAM_BETAS
     state["t"] += 1
     t = state["t"]
-    # bias corrections folded into the step size and ε, as in [Adam, Sec. 2]; an identical update:
-    # lr·m̂/(√v̂ + ε) = lr_t·m/(√v + ε_t) with lr_t = lr·√(1-β2^t)/(1-β1^t), ε_t = ε·√(1-β2^t).
-    # TRAP: plain Python floats, because a numpy float64 scalar would turn the float32 arrays into float64.
-    lr_t = float(lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
-    eps_t = float(ADAM_EPS * math.sqrt(1 - beta2 ** t))
-    # every line below works on the whole network at once (flat vectors, see with_flat) and writes into an
-    # existing array (out=, *=, +=): the update runs every iteration, and fresh temporaries would cost as much
-    # as the arithmetic
-    W, m, v, g = net["flat"], state["m_flat"], state["v_flat"], state["s_flat"]
+    W, m, v = net["flat"], state["m_flat"], state["v_flat"]
+    g, tmp = state["g_flat"], state["tmp_flat"]
+    # PAPER: g = ∇L + wd·W   (L2 added to the gradient, as torch.optim.Adam(weight_decay=wd) does)
     np.multiply(W, weight_decay, out=g)
     for key, dW in grads.items():
-        state["s_" + key] += dW                          # g = ∇L + wd·W  (s_W1 ... are views of g)
-    m -= g
+        state["g_" + key] += dW                          # g_W1, g_b1, ... are views of g
+    # PAPER: m ← β1·m + (1-β1)·g
     m *= beta1
-    m += g                                               # m = β1·(m - g) + g = β1·m + (1-β1)·g
-    np.multiply(g, g, out=g)                             # g² (g itself is no longer needed)
-    v -= g
+    m += np.multiply(g, 1 - beta1, out=tmp)
+    # PAPER: v ← β2·v + (1-β2)·g²
     v *= beta2
-    v += g                                               # v = β2·v + (1-β2)·g²
-    np.sqrt(v, out=g)
-    g += eps_t
-    np.divide(m, g, out=g)
-    g *= lr_t
-    W -= g                                               # W ← W - lr_t·m/(√v + ε_t)
+    np.multiply(g, g, out=tmp)
+    tmp *= 1 - beta2
+    v += tmp
+    # PAPER: W ← W - lr·m̂ / (√v̂ + ε),  m̂ = m / (1-β1^t),  v̂ = v / (1-β2^t)
+    # TRAP: the scalars are plain Python floats; a numpy float64 scalar would turn float32 vectors into float64
+    np.divide(v, 1 - beta2 ** t, out=tmp)                # v̂
+    np.sqrt(tmp, out=tmp)
+    tmp += ADAM_EPS                                      # √v̂ + ε
+    np.divide(m, tmp, out=tmp)
+    tmp *= lr / (1 - beta1 ** t)                         # lr·m̂ / (√v̂ + ε)
+    W -= tmp
 
 
 # =============================================================================
@@ -621,14 +629,14 @@ def as_stack(a):
     return a.reshape((-1,) + a.shape[-2:])
 
 
-def topology_update(net, opt, zeta, rng):
+def topology_update(net, opt, eta, rng, grow=True):
     """Drop-and-grow in every sparse layer of one network, each critic twin on its own   [DS-TD3, Alg. 2].
-    Returns {layer name: number of connections dropped (= grown)}."""
+    Returns {layer name: number of connections dropped (= grown, unless grow=False)}."""
     counts = {}
     for l in (1, 2):
         stacks = [as_stack(a) for a in (net[f"W{l}"], net[f"M{l}"], opt[f"m_W{l}"], opt[f"v_W{l}"])]
         for i, (W, M, m, v) in enumerate(zip(*stacks)):
-            dropped, _ = drop_and_grow(W, M, zeta, rng)
+            dropped, _ = drop_and_grow(W, M, eta, rng, grow)
             # CHOICE (masked Adam): a dropped weight forgets its moments, so if it is regrown later it starts
             # like any new weight, at W = m = v = 0
             m.reshape(-1)[dropped] = 0
@@ -647,10 +655,24 @@ def target_maintain_sparsity(net, net_targ):
     return n_zeroed
 
 
-def topology_due(iteration, step, args):
-    """Every e iterations, DS-TD3 only, and not in the last (1 - stop_adapt) of training (official code)."""
-    return (args.algo == "ds-td3" and iteration % args.update_period == 0
-            and step <= args.stop_adapt * args.total_steps)
+def topology_due(iteration, args):
+    """Which topology update this training iteration makes: "grow" (drop-and-grow), "drop" (drop only) or None.
+
+    Every e iterations, DS-TD3 only. CHOICE: the first update comes at iteration e (the official code: at
+    iteration 2, then every e), a phase difference of no consequence.
+    PAPER: adaptation stops as in the official code: regrowing updates while the env step (iteration + S) is
+    at most stop_adapt·T; the first update after that point drops η of each sign and grows nothing; none after.
+    At the paper's T = 1M, S = 25k and stop_adapt = 0.95: the last regrowing update is at iteration 925,000 (the
+    official T - S - 50,000), the drop-only one at 926,000, and every sparse layer ends ~5 % sparser.
+    """
+    if args.algo != "ds-td3" or iteration % args.update_period != 0:
+        return None
+    last_grow = args.stop_adapt * args.total_steps - args.learning_starts     # in iterations
+    if iteration <= last_grow:
+        return "grow"
+    if iteration - args.update_period <= last_grow:
+        return "drop"
+    return None
 
 
 def lap(prof, phase, t0):
@@ -680,7 +702,7 @@ def flush_subnormals(agent):
     network is below 1.2e-38 per weight.
     """
     for name in NETWORKS:
-        for key in ("flat", "m_flat", "v_flat"):        # all weights, biases and moments (with_flat); not s_flat
+        for key in ("flat", "m_flat", "v_flat"):        # all weights, biases and moments (with_flat); not scratch
             if key in agent[name]:
                 a = agent[name][key]
                 np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
@@ -699,15 +721,17 @@ def train_iteration(agent, buf, iteration, step, args, rng, prof):
     loss_q, q1 = critic_step(critic, agent["opt_critic"], batch, y, args.lr, args.weight_decay)
     t = lap(prof, "critic update", t)
     out = {"loss_q": loss_q, "q1": q1}
-    adapt = topology_due(iteration, step, args)
+    adapt = topology_due(iteration, args)
     if adapt:                                            # right after the critic step [DS-TD3, Alg. 1]
-        out["topology_critic"] = topology_update(critic, agent["opt_critic"], args.drop_fraction, rng)
+        out["topology_critic"] = topology_update(critic, agent["opt_critic"], args.drop_fraction, rng,
+                                                 grow=adapt == "grow")
         t = lap(prof, "topology update", t)
     if iteration % args.policy_delay == 0:
         out["loss_pi"] = actor_step(actor, critic, agent["opt_actor"], batch["obs"], args.lr, args.weight_decay)
         t = lap(prof, "actor update", t)
         if adapt:                                        # check_args makes e a multiple of d: never missed
-            out["topology_actor"] = topology_update(actor, agent["opt_actor"], args.drop_fraction, rng)
+            out["topology_actor"] = topology_update(actor, agent["opt_actor"], args.drop_fraction, rng,
+                                                    grow=adapt == "grow")
             t = lap(prof, "topology update", t)
         soft_update(actor, actor_targ, args.tau)
         soft_update(critic, critic_targ, args.tau)
@@ -869,8 +893,8 @@ def env_restore(env, data):
 
 
 def in_checkpoint(key):
-    """Adam's scratch buffers s_* carry no state, and a flat vector holds the same numbers as its arrays."""
-    return not key.startswith("s_") and not key.endswith("flat")
+    """Adam's scratch vectors g_*, tmp_flat carry no state, and a flat vector holds the same numbers as its arrays."""
+    return not key.startswith("g_") and not key.endswith("flat")
 
 
 def save_checkpoint(path, agent, buf, rng, env, loop, config, save_buffer):

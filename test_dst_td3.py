@@ -231,8 +231,8 @@ def test_drop_and_grow_invariants():
     M = (rng.random((40, 30)) < 0.4).astype(F64)
     W = rng.standard_normal((40, 30)) * M
     W0, M0 = W.copy(), M.copy()
-    zeta = 0.1
-    dropped, grown = d.drop_and_grow(W, M, zeta, rng)
+    eta = 0.1
+    dropped, grown = d.drop_and_grow(W, M, eta, rng)
     assert M.sum() == M0.sum()                           # connection count unchanged
     assert dropped.size == grown.size > 0
     w0, m0 = W0.reshape(-1), M0.reshape(-1)
@@ -240,10 +240,10 @@ def test_drop_and_grow_invariants():
     assert np.all(M.reshape(-1)[grown] == 1) and np.all(W.reshape(-1)[grown] == 0)  # grown start at 0
     assert np.all(M.reshape(-1)[dropped] == 0) and np.all(W.reshape(-1)[dropped] == 0)
     assert np.all(W[M == 0] == 0)
-    # the dropped ones are exactly the ceil(ζ·n) smallest positive and the ceil(ζ·n) largest negative
+    # the dropped ones are exactly the ceil(η·n) smallest positive and the ceil(η·n) largest negative
     active = np.flatnonzero(m0)
     pos, neg = active[w0[active] >= 0], active[w0[active] < 0]
-    k_pos, k_neg = int(np.ceil(zeta * pos.size)), int(np.ceil(zeta * neg.size))
+    k_pos, k_neg = int(np.ceil(eta * pos.size)), int(np.ceil(eta * neg.size))
     expected = set(pos[np.argsort(w0[pos])[:k_pos]]) | set(neg[np.argsort(-w0[neg])[:k_neg]])
     assert set(dropped) == expected
 
@@ -251,7 +251,7 @@ def test_drop_and_grow_invariants():
 def test_drop_and_grow_tiny_and_full_layers():
     rng = np.random.default_rng(7)
     M = np.zeros((4, 4))
-    M.reshape(-1)[:3] = 1                                # 3 connections: ζ·n rounds to 0, but we still adapt
+    M.reshape(-1)[:3] = 1                                # 3 connections: η·n rounds to 0, but we still adapt
     W = np.array([0.5, -0.2, 0.1] + [0.0] * 13).reshape(4, 4)
     dropped, grown = d.drop_and_grow(W, M, 0.05, rng)
     assert set(dropped) == {1, 2} and M.sum() == 3      # ceil(0.05·2) = 1 positive (0.1), ceil(0.05·1) = 1 negative
@@ -367,6 +367,27 @@ def test_adam_matches_the_textbook_formula():
         v = 0.999 * v + 0.001 * g * g
         W = W - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
     assert np.allclose(net["W1"], W, rtol=1e-10, atol=1e-12)
+
+
+def test_adam_keeps_float32_precision():
+    """Run in float32 against the same steps in float64: the moments and weights keep float32's precision
+    (a rewrite such as v = β2·(v - g²) + g² loses it to cancellation: relative error 7e-5)."""
+    rng = np.random.default_rng(20)
+    nets = {}
+    for dtype in (np.float32, F64):
+        net = {k: np.zeros((1, 1), dtype) for k in ("b1", "W2", "b2", "W3", "b3")}
+        net["W1"] = np.full((50, 40), 0.1, dtype)
+        nets[dtype] = (d.with_flat(net), d.adam_init(net))
+    for _ in range(300):
+        grad = (rng.standard_normal((50, 40)) * 10.0 ** rng.uniform(-3, 1)).astype(np.float32)
+        for dtype, (net, opt) in nets.items():
+            d.adam_step(net, {"W1": grad.astype(dtype)}, opt, 1e-3, 2e-4)
+    (n32, o32), (n64, o64) = nets[np.float32], nets[F64]
+    err_v = np.max(np.abs(o32["v_W1"] - o64["v_W1"]) / o64["v_W1"])     # v > 0: relative error per entry
+    assert err_v < 1e-5, f"adam_step: float32 v is off by {err_v:.1e} relative to float64, expected < 1e-5"
+    for name, a, b in (("m", o32["m_W1"], o64["m_W1"]), ("W", n32["W1"], n64["W1"])):
+        err = np.max(np.abs(a - b)) / np.max(np.abs(b))  # m and W cross 0: relative to their scale
+        assert err < 1e-5, f"adam_step: float32 {name} is off by {err:.1e} of its scale, expected < 1e-5"
 
 
 def test_adam_decay_makes_dead_weights_subnormal_and_the_flush_removes_them():
@@ -508,13 +529,38 @@ def test_actor_updates_every_d_iterations_and_targets_follow():
                 assert np.count_nonzero(Wt) <= M.sum()
 
 
-def test_topology_schedule_stops_at_the_end():
-    args = d.make_parser().parse_args(["--total-steps", "1000", "--update-period", "100"])
-    assert d.topology_due(100, 500, args) and not d.topology_due(150, 500, args)
-    assert d.topology_due(900, 925, args) and not d.topology_due(1000, 926, args)
+def test_topology_schedule_stops_as_the_official_code():
+    # the paper's settings: the last regrowing update at iteration T - S - 50,000 = 925,000, then one drop-only
+    args = d.make_parser().parse_args([])
+    assert d.topology_due(1000, args) == "grow" and d.topology_due(1500, args) is None
+    assert d.topology_due(925_000, args) == "grow", "topology_due: iteration 925,000 is the last regrowing update"
+    assert d.topology_due(926_000, args) == "drop", "topology_due: iteration 926,000 drops only"
+    assert d.topology_due(927_000, args) is None and d.topology_due(975_000, args) is None
+    # a short run stops at the same fraction of its steps: 0.95 · 1000 - 100 = 850 iterations
+    args = d.make_parser().parse_args(["--total-steps", "1000", "--learning-starts", "100", "--update-period", "100"])
+    assert [d.topology_due(i, args) for i in range(100, 901, 100)] == ["grow"] * 8 + ["drop"]
     for algo in ("td3", "static-td3"):
         args.algo = algo
-        assert not d.topology_due(100, 500, args)
+        assert d.topology_due(100, args) is None
+
+
+def test_drop_only_update_keeps_eta_fewer_connections_and_maintain_sparsity_follows():
+    rng = np.random.default_rng(19)
+    _, critic = small_nets(rng, H=40)
+    critic_targ, opt = d.copy_net(critic), d.adam_init(critic)
+    before = [critic["M2"][i].sum() for i in range(2)]
+    counts = d.topology_update(critic, opt, 0.05, rng, grow=False)
+    for i in range(2):
+        W = critic["W2"][i]
+        n_pos = np.count_nonzero((critic_targ["W2"][i] >= 0) & (critic_targ["W2"][i] != 0))
+        expected = before[i] - np.ceil(0.05 * n_pos) - np.ceil(0.05 * (before[i] - n_pos))
+        assert critic["M2"][i].sum() == expected == before[i] - counts[f"Q{i + 1}.W2"], \
+            "topology_update(grow=False): η of each sign dropped and nothing grown"
+        assert np.all(W[critic["M2"][i] == 0] == 0)
+    d.soft_update(critic, critic_targ, 0.005)
+    d.target_maintain_sparsity(critic, critic_targ)
+    for i in range(2):                                   # MaintainSparsity's k follows the smaller count
+        assert np.count_nonzero(critic_targ["W2"][i]) == critic["M2"][i].sum()
 
 
 def test_flop_count_dense_and_sparse():
@@ -549,7 +595,7 @@ def test_defaults_are_the_papers():
     expected = dict(env="Hopper-v4", algo="ds-td3", total_steps=1_000_000, learning_starts=25_000, batch_size=100,
                     buffer_size=1_000_000, hidden=256, gamma=0.99, tau=0.005, lr=1e-3, weight_decay=2e-4,
                     expl_noise=0.1, policy_noise=0.2, noise_clip=0.5, policy_delay=2, sparsity=None,
-                    lambda_in=None, lambda_hidden=64.0, drop_fraction=0.05, update_period=1000, stop_adapt=0.925,
+                    lambda_in=None, lambda_hidden=64.0, drop_fraction=0.05, update_period=1000, stop_adapt=0.95,
                     eval_every=5000, eval_episodes=10)
     for k, v in expected.items():
         assert getattr(args, k) == v, k

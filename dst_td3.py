@@ -10,6 +10,24 @@ iterations the weakest connections are dropped and as many are regrown at random
 weights stays fixed; their positions change as the weights learn. Everything here (layers, backprop, Adam) is
 written out by hand in numpy so that every step can be read and checked.
 
+Reinforcement learning in twenty lines. An agent sees an observation s (S numbers: joint angles, speeds) and
+picks an action a (A numbers in [lo, hi]: motor torques); the environment answers with a reward r and the next
+observation s'. One such exchange is a *step*. Steps form an *episode*, which ends in one of two ways:
+*terminated* (the robot fell: a true end, nothing more to earn) or *truncated* (a time limit cut it, though the
+robot could have gone on). The *return* is the sum of an episode's rewards; training maximises the discounted
+return r₀ + γ·r₁ + γ²·r₂ + ..., where γ = 0.99 weighs the near future more than the far.
+The *policy*, or *actor*, π(s) maps an observation to an action. The *Q-function*, or *critic*, Q(s, a)
+estimates the discounted return of taking a in s and following π afterwards. It learns from the *bootstrap*
+target y = r + γ·Q(s', π(s')): one real reward plus the critic's own estimate of the rest. A terminated step
+has no rest (y = r); a truncated one has, so only termination cuts the bootstrap. The actor improves by
+following ∂Q/∂a through the critic: the *deterministic policy gradient*. Past steps are kept in a *replay
+buffer* and learnt from in random batches, and slowly following copies of the networks, the *target networks*
+π' and Q', give targets that do not move with every update. TD3 adds three tricks: two critics and the smaller
+of their targets (clipped double-Q), actor and target updates only every d = 2 critic updates (delayed policy
+updates), and clipped noise on the target action (target policy smoothing).
+Here a *step* is one environment step, and an *iteration* is one update of the critics (and, every d-th time,
+of the actor and the targets); one iteration follows every step after the first S uniformly random ones.
+
 References (the keys used in comments):
   [TD3]    S. Fujimoto, H. van Hoof, D. Meger. Addressing Function Approximation Error in Actor-Critic
            Methods. ICML 2018, arXiv:1802.09477.
@@ -22,45 +40,64 @@ References (the keys used in comments):
 Shape legend:  B batch   S observation size   A action size   H hidden width (256)
                2 the twin-critic axis: both critics live in one array, Q1 at index 0 and Q2 at index 1.
 
-DS-TD3 [DS-TD3, Alg. 1-3], as implemented below:
+DS-TD3 [DS-TD3, Alg. 1-3], line by line as the training loop (train, section 10) and the iteration it calls
+(train_iteration, section 8) run it:
     init actor π_φ and critics Q_θ1, Q_θ2 with Erdős–Rényi masks (Eq. 1); targets φ' ← φ, θ' ← θ
     for t = 1 .. T:
-        a = uniform random if t <= learning_starts, else clip(π(s) + N(0, 0.1·max_a), lo, hi)
-        step the env, store (s, a, r, s', terminated) in the replay buffer
-        if t > learning_starts:                                    (one training iteration per env step)
+        a = uniform random if t <= S, else clip(π(s) + N(0, (0.1·max_a)²), lo, hi)
+        step the env, store (s, a, r, s', terminated) in the replay buffer; at an episode's end, reset
+        if t > S, training iteration i = t - S:
             sample a batch of B transitions
-            ã = clip(π'(s') + clip(N(0, σ̃), -c, c), lo, hi)
+            ã = clip(π'(s') + clip(N(0, σ̃²), -c, c), lo, hi)
             y = r + γ·(1 - terminated)·min(Q'1(s', ã), Q'2(s', ã))
-            critic step on  Σ_i mean((Q_θi(s, a) - y)²)
-            if iteration % e == 0 and before the stop point:  drop-and-grow in the critics   (Alg. 2)
-            if iteration % d == 0:
+            critic step on  Σ_j mean((Q_θj(s, a) - y)²)
+            if i % e == 0 and adaptation has not stopped:  drop-and-grow in the critics   (Alg. 2)
+            if i % d == 0:
                 actor step on  -mean(Q_θ1(s, π(s)))
-                if iteration % e == 0 and before the stop point:  drop-and-grow in the actor
+                if i % e == 0 and adaptation has not stopped:  drop-and-grow in the actor
                 θ' ← τθ + (1-τ)θ',  φ' ← τφ + (1-τ)φ'                                 (Eq. 6)
                 MaintainSparsity: keep the k largest |w| of each sparse target matrix (Alg. 3, Eq. 7)
-        every eval_every steps: 10 deterministic episodes on a separate env seeded seed + 100
+        if t % eval_every == 0:  the return of 10 deterministic episodes on a separate env seeded seed + 100
 
 Three algorithms share this loop (--algo): td3 (dense, no masks), static-td3 (Erdős–Rényi masks that never
 change) and ds-td3 (masks that evolve as above).
 
-Differences from the paper (each is also marked `# CHOICE:` where it happens):
+Differences from the paper and its official code (each is also marked `# CHOICE:` where it happens):
   - Adam moments are masked too: an absent connection has weight, gradient and both moments exactly 0. The
     official code re-masks only the weights after each step, so its Adam moments are dense.
   - Drop rule: η of the positive and η of the negative weights are dropped separately (as the official code;
     Alg. 2 writes c/2 of each). Counts are rounded up so a tiny layer still adapts; an active weight that is
     exactly 0 counts as positive, so it is dropped first.
+  - Grown positions exclude the ones just dropped (the official code can regrow them), and grown weights start
+    at exactly 0 (official: one Adam step from its dense moments away from 0).
+  - The first topology update comes at iteration e, then every e (official: iteration 2, then every e).
+  - Adaptation stops at a fraction of the run (--stop-adapt 0.95): at the paper's settings the last regrowing
+    update is the official code's (iteration T - S - 50,000 = 925,000), followed by its drop-only update.
+  - MaintainSparsity keeps as many target weights as the online layer has connections (its mask count); the
+    official code counts the online layer's nonzero weights, which differs when a connection's weight is 0.
   - Gymnasium v4 tasks instead of gym v3 (the same dynamics for Hopper, HalfCheetah, Walker2d).
   - Warm-up actions are drawn uniformly by our own seeded generator, not by `action_space.sample()`, so that a
     single seeded generator is the only source of randomness besides the seeded env resets.
-  - Topology adaptation stops after 92.5 % of the environment steps (--stop-adapt), as the official code does.
   - Every 100 iterations, weights and Adam moments below 1.2e-38 (float32's subnormal range) are set to 0, the
     software version of a CPU's flush-to-zero mode: subnormal numbers slowed dense TD3 5x (flush_subnormals).
   - Training FLOPs count one multiplication and one addition per connection and per sample for every product the
     code performs (forward, input gradient, weight gradient), on the actual schedule (actor every d iterations).
 
+A map of the file:
+  PART I — the method (read it top to bottom; it ends on the training loop)
+     1 imports, the float type, the paper's hyperparameters     6 replay buffer
+     2 layers: forward/backward pairs and the loss              7 the TD3 update: target, critic and actor steps,
+     3 sparsity: Erdős–Rényi masks, drop-and-grow,                soft update, FLOPs
+       MaintainSparsity                                         8 the agent and one training iteration
+     4 actor and twin critics                                   9 deterministic evaluation
+     5 Adam                                                    10 the training loop
+  PART II — running it (what a user needs around the method)
+    11 command line and input checks   12 environments   13 run folders and logs
+    14 checkpoints, resume and signals   15 profiling   16 evaluating a saved policy   17 main
+
 Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/eval.csv):
   sps            environment steps per second over the last log interval (training included)
-  loss_q         critic loss Σ_i mean((Q_i(s,a) - y)²) of the last iteration
+  loss_q         critic loss Σ_j mean((Q_j(s,a) - y)²) of the last iteration
   loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
   q1             mean Q_1(s, a) over the last batch, the critic's value estimate
   sparsity_*     fraction of weights that are absent, over all weight matrices of the network (biases excluded)
@@ -69,128 +106,66 @@ Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/
   flops          training FLOPs so far and their ratio to dense TD3 with the same settings (Eqs. 9-10)
 """
 
+# #############################################################################################################
+#                                       PART I — THE METHOD
+# #############################################################################################################
+
 # =============================================================================
-# 1. Imports and the floating-point type.
+# 1. Imports, the floating-point type and the paper's hyperparameters.
 # =============================================================================
+import math
 import os
 
-# CHOICE: one BLAS thread by default. For 100x256 products a second thread gained little, and unsteadily, on our
-# 2-core machine, while two runs with two threads each fight over the cores. Override from the shell, e.g.
-# OPENBLAS_NUM_THREADS=2. This must happen before numpy is imported: BLAS reads it once, at load time.
+# One BLAS thread by default, because two seeds side by side then use one core each (README, Speed); override
+# from the shell, e.g. OPENBLAS_NUM_THREADS=2. TRAP: BLAS reads this once, when numpy is imported, so it comes
+# first.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-
-import argparse
-import csv
-import difflib
-import json
-import math
-import platform
-import shlex
-import signal
-import sys
-import time
-import warnings
-import zipfile
 
 import numpy as np
 
 DTYPE = np.float32  # training runs in float32 end to end; the tests run every function in float64
 
-# λ1, the Erdős–Rényi factor of the input layer, per task family [DS-TD3, Sec. 5]. λ2 = 64 everywhere.
+# The hyperparameters, with the paper's values [DS-TD3, Sec. 5; TD3, Sec. 6]. The functions below take them
+# as `hp`, a plain dict with these keys (and algo, seed, sparsity, lambda_in); Part II fills it from the
+# command line, whose defaults are these values.
+PAPER = {
+    "total_steps": 1_000_000,     # T, environment steps
+    "learning_starts": 25_000,    # S, uniformly random steps before training
+    "batch_size": 100,            # B
+    "buffer_size": 1_000_000,     # replay capacity
+    "hidden": 256,                # H, width of both hidden layers
+    "gamma": 0.99,                # γ, discount
+    "tau": 0.005,                 # τ, target update rate
+    "lr": 1e-3,                   # Adam's learning rate, actor and critics
+    "weight_decay": 2e-4,         # L2 coefficient added to the gradient [DS-TD3]
+    "expl_noise": 0.1,            # exploration noise std, fraction of max action
+    "policy_noise": 0.2,          # σ̃, target smoothing noise std, fraction of max action
+    "noise_clip": 0.5,            # c, smoothing noise clip, fraction of max action
+    "policy_delay": 2,            # d, actor and target update period
+    "lambda_hidden": 64.0,        # λ2, Erdős–Rényi factor of the hidden layer
+    "drop_fraction": 0.05,        # η, fraction of each sign dropped and regrown
+    "update_period": 1000,        # e, topology update period in iterations
+    "stop_adapt": 0.95,           # regrowing updates until this fraction of T (official: T - S - 50,000)
+    "eval_every": 5000,           # evaluate every this many steps
+    "eval_episodes": 10,          # deterministic episodes per evaluation
+}
+# λ1, the Erdős–Rényi factor of the input layer, per task family [DS-TD3, Sec. 5]
 PAPER_LAMBDA_IN = {"HalfCheetah": 7.0, "Hopper": 7.0, "Walker2d": 7.0, "Ant": 40.0, "Humanoid": 61.0}
 DEFAULT_LAMBDA_IN = 7.0  # CHOICE: tasks the paper did not run get the value of its three small tasks
 
 
 # =============================================================================
-# 2. Command line. `--help` is the hyperparameter table; defaults are the paper's.
-# =============================================================================
-def make_parser():
-    p = argparse.ArgumentParser(
-        description="DS-TD3 (dynamic sparse TD3) in pure numpy; see the module docstring.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g = p.add_argument_group("experiment")
-    g.add_argument("--env", type=str, default="Hopper-v4", help="Gymnasium id of a task with a Box action space")
-    g.add_argument("--algo", type=str, default="ds-td3", choices=["ds-td3", "static-td3", "td3"],
-                   help="ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense")
-    g.add_argument("--seed", type=int, default=0, help="seeds the generator, the env (seed) and eval env (seed+100)")
-    g.add_argument("--total-steps", type=int, default=1_000_000, help="environment steps T")
-    g.add_argument("--runs-dir", type=str, default="runs", help="each run writes config.json and eval.csv here")
-
-    g = p.add_argument_group("TD3 [TD3, Alg. 1]")
-    g.add_argument("--learning-starts", type=int, default=25_000, help="uniformly random steps before training")
-    g.add_argument("--batch-size", type=int, default=100, help="transitions per training iteration B")
-    g.add_argument("--buffer-size", type=int, default=1_000_000, help="replay buffer capacity")
-    g.add_argument("--hidden", type=int, default=256, help="width H of both hidden layers")
-    g.add_argument("--gamma", type=float, default=0.99, help="discount γ")
-    g.add_argument("--tau", type=float, default=0.005, help="target update rate τ")
-    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, actor and critics")
-    g.add_argument("--weight-decay", type=float, default=2e-4, help="L2 coefficient added to the gradient [DS-TD3]")
-    g.add_argument("--expl-noise", type=float, default=0.1, help="exploration noise std, fraction of max action")
-    g.add_argument("--policy-noise", type=float, default=0.2, help="target smoothing std σ̃, fraction of max action")
-    g.add_argument("--noise-clip", type=float, default=0.5, help="smoothing noise clip c, fraction of max action")
-    g.add_argument("--policy-delay", type=int, default=2, help="actor and target update period d")
-
-    g = p.add_argument_group("sparsity [DS-TD3, Eq. 1 and Alg. 2-3]")
-    g.add_argument("--sparsity", type=float, default=None,
-                   help="target sparsity per network (e.g. 0.5, 0.8); default: none, the paper's λ values apply")
-    g.add_argument("--lambda-in", type=float, default=None,
-                   help="Erdős–Rényi λ1 of the input layer; default: 7 (Hopper, HalfCheetah, Walker2d, others), "
-                        "40 (Ant), 61 (Humanoid)")
-    g.add_argument("--lambda-hidden", type=float, default=64.0, help="Erdős–Rényi λ2 of the hidden layer")
-    g.add_argument("--drop-fraction", type=float, default=0.05, help="fraction η of each sign dropped and regrown")
-    g.add_argument("--update-period", type=int, default=1000, help="topology update period e, in iterations")
-    g.add_argument("--stop-adapt", type=float, default=0.95,
-                   help="regrowing topology updates while the env step is at most this fraction of --total-steps; "
-                        "the next update drops only, then none. At the paper's 1M steps and 25k warm-up the last "
-                        "regrowing update is iteration 925,000 (official code: T - S - 50,000); shorter runs "
-                        "stop at the same fraction")
-
-    g = p.add_argument_group("logging and evaluation")
-    g.add_argument("--eval-every", type=int, default=5000, help="evaluate every this many env steps")
-    g.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation")
-    g.add_argument("--log-every", type=int, default=2000, help="print a progress line every this many steps")
-    g.add_argument("--profile", action="store_true",
-                   help="at the end, print the share of wall time per phase, and an iteration's time against "
-                        "that of its matrix products")
-
-    g = p.add_argument_group("checkpoints (written to the run folder at every evaluation)")
-    g.add_argument("--resume", type=str, default=None, metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its checkpoint, with its saved configuration")
-    g.add_argument("--save-buffer", action="store_true",
-                   help="also save the replay buffer, so that a resumed run is exactly the uninterrupted one "
-                        "(large: about 110 MB per million Hopper transitions)")
-    g.add_argument("--load", type=str, default=None, metavar="CHECKPOINT",
-                   help="with --eval-only: the checkpoint.npz whose policy to evaluate")
-    g.add_argument("--eval-only", action="store_true",
-                   help="evaluate the --load policy for --eval-episodes episodes on --env and exit")
-    g.add_argument("--render", action="store_true", help="with --eval-only: show the episodes in a window")
-    return p
-
-
-# =============================================================================
-# 3. Layers. Each *_forward returns (out, cache); *_backward takes (dout, cache).
+# 2. Layers. Each *_forward returns (out, cache); *_backward takes (dout, cache).
 #    Every function also works with a leading twin axis: x (B, n) with W (2, n, m) gives (2, B, m).
 # =============================================================================
-MATMUL_SECONDS = [0.0]  # time spent in matrix products so far (a list, so that matmul can add to it in place)
-
-
-def matmul(a, b):
-    """a @ b, timed. The products are the part of an iteration that numpy cannot make faster: --profile
-    compares the whole iteration with their time (README, Speed). Two clock reads cost ~0.2 µs, a product ≥ 5 µs."""
-    t0 = time.perf_counter()
-    c = a @ b
-    MATMUL_SECONDS[0] += time.perf_counter() - t0
-    return c
-
-
 def masked_linear_forward(x, W, b, M=None):
     """y = x @ (W*M) + b.   x: (..., B, n_in)  W, M: (..., n_in, n_out)  b: (..., 1, n_out)
 
     Absent weights are kept exactly 0 at all times (the backward masks their gradient, Adam keeps them at 0,
     drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M.
     """
-    y = matmul(x, W)                                     # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
+    y = x @ W                                            # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
     y += b                                               # in place: y is ours, a second (2, B, H) array is not needed
     return y, (x, W, M)
 
@@ -208,10 +183,10 @@ def masked_linear_backward(dy, cache, need_dx=True, need_dW=True):
         # of a stack with an inner size of 1 runs its own unvectorised loop, ~10x slower than this broadcast
         dx = dy * W.swapaxes(-1, -2)                     # (..., B, 1) * (..., 1, n_in)
     elif need_dx:
-        dx = matmul(dy, W.swapaxes(-1, -2))              # (..., B, n_out) @ (..., n_out, n_in)
+        dx = dy @ W.swapaxes(-1, -2)                     # (..., B, n_out) @ (..., n_out, n_in)
     dW = db = None
     if need_dW:
-        dW = matmul(x.swapaxes(-1, -2), dy)              # (..., n_in, B) @ (..., B, n_out)
+        dW = x.swapaxes(-1, -2) @ dy                     # (..., n_in, B) @ (..., B, n_out)
         if M is not None:
             dW *= M                                      # TRAP: an absent connection must get exactly 0
         db = dy.sum(axis=-2, keepdims=True)              # b was broadcast over the batch, so we sum over it
@@ -254,7 +229,7 @@ def mse_loss(pred, target):
 
 
 # =============================================================================
-# 4. Sparsity: Erdős–Rényi masks, drop-and-grow, MaintainSparsity.
+# 3. Sparsity: Erdős–Rényi masks (Eq. 1), drop-and-grow (Alg. 2), MaintainSparsity (Alg. 3).
 # =============================================================================
 def er_probability(n_in, n_out, lam):
     """PAPER: p_l = λ_l · (n_{l-1} + n_l) / (n_{l-1} · n_l), capped at 1   [DS-TD3, Eq. 1]"""
@@ -354,8 +329,9 @@ def maintain_sparsity(W_targ, k):
 
 
 # =============================================================================
-# 5. Actor and twin critics: compositions of section 3, parameters in plain dicts.
-#    Keys: W1 b1 W2 b2 W3 b3 (trainable), M1 M2 (masks of the sparse layers; absent for dense TD3).
+# 4. Actor and twin critics: compositions of section 2, parameters in plain dicts.
+#    Keys: W1 b1 W2 b2 W3 b3 (trainable), M1 M2 (masks of the sparse layers; absent for dense TD3), flat (all
+#    trainable numbers in one vector, see with_flat), and for the actor act_scale, act_bias (the action range).
 # =============================================================================
 TRAINABLE = ("W1", "b1", "W2", "b2", "W3", "b3")  # the keys Adam, the soft update and the flush touch; M1, M2 are masks
 
@@ -411,39 +387,40 @@ def actor_forward(actor, obs):
 
     For a symmetric action space act_scale = max_action and act_bias = 0, the paper's tanh(z)·max_action.
     """
-    z1, c1 = masked_linear_forward(obs, actor["W1"], actor["b1"], actor.get("M1"))   # (B, H)
-    h1, r1 = relu_forward(z1)
-    z2, c2 = masked_linear_forward(h1, actor["W2"], actor["b2"], actor.get("M2"))    # (B, H)
-    h2, r2 = relu_forward(z2)
-    z3, c3 = masked_linear_forward(h2, actor["W3"], actor["b3"])                     # (B, A)
-    u, t3 = tanh_forward(z3)                                                         # (B, A) in (-1, 1)
-    a = u * actor["act_scale"] + actor["act_bias"]                                   # (B, A)
-    return a, (c1, r1, c2, r2, c3, t3, actor["act_scale"])
+    z1, lin1 = masked_linear_forward(obs, actor["W1"], actor["b1"], actor.get("M1"))  # (B, S) @ (S, H) -> (B, H)
+    h1, relu1 = relu_forward(z1)
+    z2, lin2 = masked_linear_forward(h1, actor["W2"], actor["b2"], actor.get("M2"))   # (B, H) @ (H, H) -> (B, H)
+    h2, relu2 = relu_forward(z2)
+    z3, lin3 = masked_linear_forward(h2, actor["W3"], actor["b3"])                    # (B, H) @ (H, A) -> (B, A)
+    u, tanh3 = tanh_forward(z3)                                                       # (B, A) in (-1, 1)
+    a = u * actor["act_scale"] + actor["act_bias"]                                    # (B, A)
+    return a, (lin1, relu1, lin2, relu2, lin3, tanh3, actor["act_scale"])
 
 
 def actor_backward(da, cache):
     """da = ∂L/∂a: (B, A) -> grads of W1 b1 W2 b2 W3 b3. The actor's input is data, so no dobs."""
-    c1, r1, c2, r2, c3, t3, act_scale = cache
+    lin1, relu1, lin2, relu2, lin3, tanh3, act_scale = cache
     du = da * act_scale                                  # through the scaling a = scale·u + bias
-    dz3 = tanh_backward(du, t3)                          # (B, A)
-    dh2, dW3, db3 = masked_linear_backward(dz3, c3)      # (B, H)
-    dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, r2), c2)
-    _, dW1, db1 = masked_linear_backward(relu_backward(dh1, r1), c1, need_dx=False)
+    dz3 = tanh_backward(du, tanh3)                       # (B, A)
+    dh2, dW3, db3 = masked_linear_backward(dz3, lin3)    # (B, H)
+    dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, relu2), lin2)                 # (B, H)
+    _, dW1, db1 = masked_linear_backward(relu_backward(dh1, relu1), lin1, need_dx=False)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
 
 def critic_forward(critic, obs, act):
-    """Both critics at once: q[i] = Q_θi(s, a).   obs: (B, S)  act: (B, A) -> q: (2, B, 1)
+    """Both critics at once: q[j] = Q_θj(s, a).   obs: (B, S)  act: (B, A) -> q: (2, B, 1)
 
-    Passing a view of twin 0 only, {k: v[:1]}, gives Q_θ1 alone with the same code: q is then (1, B, 1).
+    Passing a view of twin 0 only, {k: v[:1]}, gives Q_θ1 alone with the same code: the twin axis is then 1
+    and q is (1, B, 1). The shapes below are written for both twins.
     """
-    x = np.concatenate([obs, act], axis=1)                                           # (B, S+A)
-    z1, c1 = masked_linear_forward(x, critic["W1"], critic["b1"], critic.get("M1"))  # (B, S+A)@(2, S+A, H) -> (2, B, H)
-    h1, r1 = relu_forward(z1)
-    z2, c2 = masked_linear_forward(h1, critic["W2"], critic["b2"], critic.get("M2")) # (2, B, H)@(2, H, H) -> (2, B, H)
-    h2, r2 = relu_forward(z2)
-    q, c3 = masked_linear_forward(h2, critic["W3"], critic["b3"])                    # (2, B, H)@(2, H, 1) -> (2, B, 1)
-    return q, (c1, r1, c2, r2, c3, obs.shape[1])
+    x = np.concatenate([obs, act], axis=1)                                              # (B, S+A)
+    z1, lin1 = masked_linear_forward(x, critic["W1"], critic["b1"], critic.get("M1"))   # (B, S+A)@(2, S+A, H) -> (2, B, H)
+    h1, relu1 = relu_forward(z1)
+    z2, lin2 = masked_linear_forward(h1, critic["W2"], critic["b2"], critic.get("M2"))  # (2, B, H)@(2, H, H) -> (2, B, H)
+    h2, relu2 = relu_forward(z2)
+    q, lin3 = masked_linear_forward(h2, critic["W3"], critic["b3"])                     # (2, B, H)@(2, H, 1) -> (2, B, 1)
+    return q, (lin1, relu1, lin2, relu2, lin3, obs.shape[1])
 
 
 def critic_backward(dq, cache, param_grads=True):
@@ -453,14 +430,14 @@ def critic_backward(dq, cache, param_grads=True):
     param_grads=False (actor step): grads = None and da = ∂Q/∂a: (B, A), which the actor step chains into the
     actor. Skipping what is not needed saves about a third of the critic's backward products.
     """
-    c1, r1, c2, r2, c3, n_obs = cache
-    dh2, dW3, db3 = masked_linear_backward(dq, c3, need_dW=param_grads)                     # (2, B, H)
-    dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, r2), c2, need_dW=param_grads)  # (2, B, H)
-    dx, dW1, db1 = masked_linear_backward(relu_backward(dh1, r1), c1,
-                                          need_dx=not param_grads, need_dW=param_grads)     # (2, B, S+A)
+    lin1, relu1, lin2, relu2, lin3, n_obs = cache
+    dh2, dW3, db3 = masked_linear_backward(dq, lin3, need_dW=param_grads)                        # (2, B, H)
+    dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, relu2), lin2, need_dW=param_grads)  # (2, B, H)
+    dx, dW1, db1 = masked_linear_backward(relu_backward(dh1, relu1), lin1,
+                                          need_dx=not param_grads, need_dW=param_grads)        # (2, B, S+A)
     if not param_grads:
         # the input [s, a] fans out to both twins, so its gradient is the sum over the twin axis
-        return None, dx.sum(axis=0)[:, n_obs:]                                              # (B, A)
+        return None, dx.sum(axis=0)[:, n_obs:]                                                 # (B, A)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}, None
 
 
@@ -472,7 +449,7 @@ def count_weights(net):
 
 
 # =============================================================================
-# 6. Adam with L2 weight decay, mask-aware.
+# 5. Adam with L2 weight decay, mask-aware.
 # =============================================================================
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults, which the paper's code uses
 
@@ -525,7 +502,7 @@ def adam_step(net, grads, state, lr, weight_decay):
 
 
 # =============================================================================
-# 7. Replay buffer: preallocated float32 arrays, filled as a ring.
+# 6. Replay buffer: preallocated float32 arrays, filled as a ring.
 # =============================================================================
 def buffer_init(capacity, n_obs, n_act, dtype=DTYPE):
     return {"obs": np.zeros((capacity, n_obs), dtype), "act": np.zeros((capacity, n_act), dtype),
@@ -550,7 +527,7 @@ def buffer_sample(buf, batch_size, rng):
 
 
 # =============================================================================
-# 8. The TD3 update: target, critic step, delayed actor step, soft update + MaintainSparsity.
+# 7. The TD3 update: target, critic step, delayed actor step, soft update; the FLOPs it costs.
 # =============================================================================
 def td3_target(actor_targ, critic_targ, batch, gamma, sigma, c, act_lo, act_hi, rng):
     """y: (B, 1). sigma, c, act_lo, act_hi: (A,), already scaled to the action range."""
@@ -602,27 +579,55 @@ def n_connections(net, l, twin=slice(None)):
 
 
 def iteration_flops(actor, critic, batch_size, policy_delay):
-    """Training FLOPs of one iteration on average, counting what sections 5 and 8 compute   [DS-TD3, Eqs. 9-10].
+    """Training FLOPs of one iteration on average, counting what sections 4 and 7 compute   [DS-TD3, Eqs. 9-10].
 
-    Each product with a layer of c connections costs 2·c FLOPs per sample (one multiplication and one addition
+    Each product with a layer of n connections costs 2·n FLOPs per sample (one multiplication and one addition
     per connection) for the forward, for the input gradient and for the weight gradient alike. Sparse layers
     count their connections only: that is the paper's metric, although numpy multiplies the masked matrices dense.
+    CHOICE: every product the code performs, on the actual schedule (the paper's own count differs: README).
     """
-    a1, a2, a3 = (n_connections(actor, l) for l in (1, 2, 3))
-    c1, c2, c3 = (n_connections(critic, l) for l in (1, 2, 3))       # both twins
-    q1 = sum(n_connections(critic, l, twin=0) for l in (1, 2, 3))    # Q_θ1 alone
-    critic_part = ((a1 + a2 + a3)                        # π'(s') in the target
-                   + 2 * (c1 + c2 + c3)                  # Q'(s', ã) and Q(s, a)
-                   + (c1 + c2 + c3) + (c2 + c3))         # backward: every dW; dx of layers 3 and 2
-    actor_part = ((a1 + a2 + a3)                         # π(s)
-                  + 2 * q1                               # Q_θ1(s, π(s)) and ∂Q1/∂a through all its layers
-                  + (a1 + a2 + a3) + (a2 + a3))          # backward: every dW; dx of layers 3 and 2
+    n_a1, n_a2, n_a3 = (n_connections(actor, l) for l in (1, 2, 3))
+    n_c1, n_c2, n_c3 = (n_connections(critic, l) for l in (1, 2, 3))       # both twins
+    n_q1 = sum(n_connections(critic, l, twin=0) for l in (1, 2, 3))        # Q_θ1 alone
+    critic_part = ((n_a1 + n_a2 + n_a3)                  # π'(s') in the target
+                   + 2 * (n_c1 + n_c2 + n_c3)            # Q'(s', ã) and Q(s, a)
+                   + (n_c1 + n_c2 + n_c3) + (n_c2 + n_c3))   # backward: every dW; dx of layers 3 and 2
+    actor_part = ((n_a1 + n_a2 + n_a3)                   # π(s)
+                  + 2 * n_q1                             # Q_θ1(s, π(s)) and ∂Q1/∂a through all its layers
+                  + (n_a1 + n_a2 + n_a3) + (n_a2 + n_a3))    # backward: every dW; dx of layers 3 and 2
     return 2 * batch_size * (critic_part + actor_part / policy_delay)
 
 
 # =============================================================================
-# 9. One training iteration, and the topology-update schedule.
+# 8. The agent and one training iteration: the TD3 update with DS-TD3's topology and target-sparsity steps.
 # =============================================================================
+NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")   # the agent's dicts
+
+
+def build_agent(n_obs, n_act, act_lo, act_hi, hp, rng, dtype=DTYPE):
+    """Actor, twin critics, their targets, Adam states and the scaled noise of [TD3], in one dict.
+    hp: the hyperparameters (section 1), with hp["lambda_in"] the λ1 of this task. act_lo, act_hi: (A,).
+    Raises ValueError if hp["sparsity"] cannot be reached."""
+    H = hp["hidden"]
+    actor_sizes = [(n_obs, H), (H, H), (H, n_act)]
+    critic_sizes = [(n_obs + n_act, H), (H, H), (H, 1)]
+    if hp["algo"] == "td3":
+        actor_p = critic_p = None
+    else:
+        lams = [hp["lambda_in"], hp["lambda_hidden"]]
+        actor_p = er_densities(actor_sizes, lams, hp["sparsity"])
+        critic_p = er_densities(critic_sizes, lams, hp["sparsity"])
+    actor = init_mlp(actor_sizes, actor_p, rng, dtype=dtype)
+    critic = init_mlp(critic_sizes, critic_p, rng, n_stack=2, dtype=dtype)
+    scale = ((act_hi - act_lo) / 2).astype(dtype)        # (A,) max_action for a symmetric space
+    actor["act_scale"], actor["act_bias"] = scale, ((act_hi + act_lo) / 2).astype(dtype)
+    return {"actor": actor, "critic": critic,
+            "actor_targ": copy_net(actor), "critic_targ": copy_net(critic),   # same weights, same zeros
+            "opt_actor": adam_init(actor), "opt_critic": adam_init(critic),
+            "act_lo": act_lo.astype(dtype), "act_hi": act_hi.astype(dtype),
+            "sigma": hp["policy_noise"] * scale, "c": hp["noise_clip"] * scale, "expl": hp["expl_noise"] * scale}
+
+
 def as_stack(a):
     """View of a (n_in, n_out) matrix as a stack of one, so that the actor and the twin critics (2, n_in, n_out)
     go through the same per-matrix loop. A view, not a copy: writes go to the network."""
@@ -635,19 +640,22 @@ def topology_update(net, opt, eta, rng, grow=True):
     counts = {}
     for l in (1, 2):
         stacks = [as_stack(a) for a in (net[f"W{l}"], net[f"M{l}"], opt[f"m_W{l}"], opt[f"v_W{l}"])]
-        for i, (W, M, m, v) in enumerate(zip(*stacks)):
+        for j, (W, M, m, v) in enumerate(zip(*stacks)):
             dropped, _ = drop_and_grow(W, M, eta, rng, grow)
             # CHOICE (masked Adam): a dropped weight forgets its moments, so if it is regrown later it starts
             # like any new weight, at W = m = v = 0
             m.reshape(-1)[dropped] = 0
             v.reshape(-1)[dropped] = 0
-            counts[f"W{l}" if len(stacks[0]) == 1 else f"Q{i + 1}.W{l}"] = dropped.size
+            counts[f"W{l}" if len(stacks[0]) == 1 else f"Q{j + 1}.W{l}"] = dropped.size
     return counts
 
 
 def target_maintain_sparsity(net, net_targ):
-    """MaintainSparsity on every sparse matrix of a target, k = connections of the online layer   [DS-TD3, Alg. 3].
-    Returns the number of target weights zeroed."""
+    """MaintainSparsity on every sparse matrix of a target   [DS-TD3, Alg. 3]. Returns the number zeroed.
+
+    CHOICE: k is the online layer's number of connections (its mask count); the official code counts the online
+    layer's nonzero weights, one fewer for every connection whose weight is exactly 0.
+    """
     n_zeroed = 0
     for l in (1, 2):
         for M, W_targ in zip(as_stack(net[f"M{l}"]), as_stack(net_targ[f"W{l}"])):
@@ -655,38 +663,27 @@ def target_maintain_sparsity(net, net_targ):
     return n_zeroed
 
 
-def topology_due(iteration, args):
+def topology_due(iteration, hp):
     """Which topology update this training iteration makes: "grow" (drop-and-grow), "drop" (drop only) or None.
 
     Every e iterations, DS-TD3 only. CHOICE: the first update comes at iteration e (the official code: at
     iteration 2, then every e), a phase difference of no consequence.
-    PAPER: adaptation stops as in the official code: regrowing updates while the env step (iteration + S) is
-    at most stop_adapt·T; the first update after that point drops η of each sign and grows nothing; none after.
-    At the paper's T = 1M, S = 25k and stop_adapt = 0.95: the last regrowing update is at iteration 925,000 (the
-    official T - S - 50,000), the drop-only one at 926,000, and every sparse layer ends ~5 % sparser.
+    CHOICE: adaptation stops at a fraction of the run, which at the paper's settings is the official code's
+    iteration: regrowing updates while the env step (iteration + S) is at most stop_adapt·T; the first update
+    after that point drops η of each sign and grows nothing; none after. At T = 1M, S = 25k, stop_adapt = 0.95
+    the last regrowing update is at iteration 925,000 (official: T - S - 50,000), the drop-only one at 926,000,
+    and every sparse layer ends ~5 % sparser. A 300k-step run stops at step 285,000 (official: 250,000).
     """
-    if args.algo != "ds-td3" or iteration % args.update_period != 0:
+    if hp["algo"] != "ds-td3" or iteration % hp["update_period"] != 0:
         return None
-    last_grow = args.stop_adapt * args.total_steps - args.learning_starts     # in iterations
+    last_grow = hp["stop_adapt"] * hp["total_steps"] - hp["learning_starts"]   # in iterations
     if iteration <= last_grow:
         return "grow"
-    if iteration - args.update_period <= last_grow:
+    if iteration - hp["update_period"] <= last_grow:
         return "drop"
     return None
 
 
-def lap(prof, phase, t0):
-    """Add the time since t0 to prof[phase] and return now. Always on, since a clock read costs ~0.1 µs;
-    --profile prints the totals at the end."""
-    now = time.perf_counter()
-    prof[phase] = prof.get(phase, 0.0) + now - t0
-    return now
-
-
-NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")   # the agent's dicts
-ITERATION_PHASES = ("sample batch", "critic update", "topology update", "actor update", "target update",
-                    "maintain sparsity", "flush subnormals")                  # the phases of train_iteration
-PRODUCTS = "matrix products"  # the time of train_iteration's products: a part of its phases, not a phase
 FLUSH_EVERY = 100  # iterations between flushes of subnormal numbers (see flush_subnormals)
 
 
@@ -697,8 +694,8 @@ def flush_subnormals(agent):
     ones, in BLAS products too. Adam with L2 weight decay drives the weights of a dead ReLU unit (gradient
     exactly 0) and their first moments there within a few thousand iterations. Without this, dense TD3 on
     Hopper had 13k subnormal weights of 65k in the actor's hidden layer after 19k iterations, and a run with
-    the paper's settings ran at 23-29 steps/s from step 32k on, against a median of 129 with this flush (README,
-    Speed). The hardware's flush-to-zero mode would do this, but numpy cannot switch it on. The change to the
+    the paper's settings ran at 23-29 steps/s from step 32k on, against a median of 129 with this flush.
+    CHOICE: the hardware's flush-to-zero mode would do this, but numpy cannot switch it on. The change to the
     network is below 1.2e-38 per weight.
     """
     for name in NETWORKS:
@@ -708,47 +705,37 @@ def flush_subnormals(agent):
                 np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
 
 
-def train_iteration(agent, buf, iteration, step, args, rng, prof):
+def train_iteration(agent, buf, iteration, hp, rng):
     """One TD3 iteration [TD3, Alg. 1] with DS-TD3's topology and target-sparsity steps [DS-TD3, Alg. 1].
-    agent: dict of the networks (actor, critic, their _targ copies) and Adam states. Returns log values."""
+    The lines of the module docstring's pseudocode from "sample a batch" to "MaintainSparsity", in order.
+    agent: the dict of build_agent. Returns the values to log."""
     actor, critic, actor_targ, critic_targ = agent["actor"], agent["critic"], agent["actor_targ"], agent["critic_targ"]
-    products_before = MATMUL_SECONDS[0]
-    t = time.perf_counter()
-    batch = buffer_sample(buf, args.batch_size, rng)
-    t = lap(prof, "sample batch", t)
-    y = td3_target(actor_targ, critic_targ, batch, args.gamma, agent["sigma"], agent["c"],
+    batch = buffer_sample(buf, hp["batch_size"], rng)
+    y = td3_target(actor_targ, critic_targ, batch, hp["gamma"], agent["sigma"], agent["c"],
                    agent["act_lo"], agent["act_hi"], rng)
-    loss_q, q1 = critic_step(critic, agent["opt_critic"], batch, y, args.lr, args.weight_decay)
-    t = lap(prof, "critic update", t)
+    loss_q, q1 = critic_step(critic, agent["opt_critic"], batch, y, hp["lr"], hp["weight_decay"])
     out = {"loss_q": loss_q, "q1": q1}
-    adapt = topology_due(iteration, args)
+    adapt = topology_due(iteration, hp)
     if adapt:                                            # right after the critic step [DS-TD3, Alg. 1]
-        out["topology_critic"] = topology_update(critic, agent["opt_critic"], args.drop_fraction, rng,
+        out["topology_critic"] = topology_update(critic, agent["opt_critic"], hp["drop_fraction"], rng,
                                                  grow=adapt == "grow")
-        t = lap(prof, "topology update", t)
-    if iteration % args.policy_delay == 0:
-        out["loss_pi"] = actor_step(actor, critic, agent["opt_actor"], batch["obs"], args.lr, args.weight_decay)
-        t = lap(prof, "actor update", t)
-        if adapt:                                        # check_args makes e a multiple of d: never missed
-            out["topology_actor"] = topology_update(actor, agent["opt_actor"], args.drop_fraction, rng,
+    if iteration % hp["policy_delay"] == 0:
+        out["loss_pi"] = actor_step(actor, critic, agent["opt_actor"], batch["obs"], hp["lr"], hp["weight_decay"])
+        if adapt:                                        # e is a multiple of d (check_args): never missed
+            out["topology_actor"] = topology_update(actor, agent["opt_actor"], hp["drop_fraction"], rng,
                                                     grow=adapt == "grow")
-            t = lap(prof, "topology update", t)
-        soft_update(actor, actor_targ, args.tau)
-        soft_update(critic, critic_targ, args.tau)
-        t = lap(prof, "target update", t)
-        if args.algo == "ds-td3":                        # Static-TD3's target zeros stay zeros by themselves
-            out["target_zeroed"] = target_maintain_sparsity(actor, actor_targ) + \
-                target_maintain_sparsity(critic, critic_targ)
-            t = lap(prof, "maintain sparsity", t)
+        soft_update(actor, actor_targ, hp["tau"])
+        soft_update(critic, critic_targ, hp["tau"])
+        if hp["algo"] == "ds-td3":                       # Static-TD3's target zeros stay zeros by themselves
+            out["target_zeroed"] = (target_maintain_sparsity(actor, actor_targ)
+                                    + target_maintain_sparsity(critic, critic_targ))
     if iteration % FLUSH_EVERY == 0:
         flush_subnormals(agent)
-        lap(prof, "flush subnormals", t)
-    prof[PRODUCTS] = prof.get(PRODUCTS, 0.0) + MATMUL_SECONDS[0] - products_before   # inside the phases above
     return out
 
 
 # =============================================================================
-# 10. Deterministic evaluation, as in [TD3]'s code.
+# 9. Deterministic evaluation, as in [TD3]'s code.
 # =============================================================================
 def evaluate(actor, env, n_episodes, seed):
     """Undiscounted returns of the deterministic policy π(s) (no exploration noise) over n_episodes.
@@ -768,9 +755,146 @@ def evaluate(actor, env, n_episodes, seed):
     return returns
 
 
+
 # =============================================================================
-# 11. Practical extras: input checks, environments, versions. Not part of the method.
+# 10. The training loop: the module docstring's pseudocode, line by line.
 # =============================================================================
+def explore(agent, obs, warm_up, rng):
+    """The action taken in the training env at one step   [TD3, Alg. 1].   obs: (S,) -> act: (A,)"""
+    if warm_up:
+        # CHOICE: uniform warm-up actions from our one seeded generator, not action_space.sample(), so that
+        # the generator and the seeded env resets are the only sources of randomness
+        return rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)
+    # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)
+    act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]          # (1, S) -> (1, A) -> (A,)
+    noise = rng.standard_normal(act.size, dtype=DTYPE) * agent["expl"]
+    return np.clip(act + noise, agent["act_lo"], agent["act_hi"])
+
+
+def eval_due(step, hp):
+    """Evaluate every eval_every steps, and after the last step."""
+    return step % hp["eval_every"] == 0 or step == hp["total_steps"]
+
+
+def train(agent, env, eval_env, buf, hp, rng, state):
+    """DS-TD3's training loop [DS-TD3, Alg. 1]: the module docstring's pseudocode, line by line.
+
+    state: {"step": steps done so far, "obs": the current observation}; a fresh run starts at step 0 with the
+    first observation of a seeded reset, and a resumed run where its checkpoint left off.
+    How Part II watches the run: this is a generator. After each step (and its training iteration) it yields
+    (step, log), and after each evaluation (step, {"eval_returns": returns}). The caller's for-loop body runs
+    at each yield: it prints, writes files, saves checkpoints, and ends the run by leaving the loop, before an
+    evaluation if it must (a NaN loss). The method stays here, whole: the caller can neither see into a step
+    nor change one.
+    """
+    S = hp["learning_starts"]
+    for t in range(state["step"] + 1, hp["total_steps"] + 1):
+        state["step"] = t
+        obs = state["obs"]
+        act = explore(agent, obs, t <= S, rng)
+        next_obs, rew, terminated, truncated, _ = env.step(act)
+        buffer_add(buf, obs, act, rew, next_obs, terminated)          # TRAP: terminated only, never truncated
+        state["obs"] = env.reset()[0] if terminated or truncated else next_obs
+        log = {}
+        # after a resume without the saved buffer, training waits until the buffer holds one batch again
+        if t > S and buf["size"] >= hp["batch_size"]:
+            log = train_iteration(agent, buf, t - S, hp, rng)
+        yield t, log
+        if eval_due(t, hp):
+            yield t, {"eval_returns": evaluate(agent["actor"], eval_env, hp["eval_episodes"], hp["seed"] + 100)}
+
+
+# #############################################################################################################
+#                                       PART II — RUNNING IT
+# What a user needs around the method: the command line, environments, run folders, checkpoints, profiling.
+# Nothing below changes what Part I computes.
+# #############################################################################################################
+import argparse
+import csv
+import difflib
+import json
+import platform
+import shlex
+import signal
+import sys
+import time
+import warnings
+import zipfile
+
+
+# =============================================================================
+# 11. Command line and input checks. `--help` is the hyperparameter table; defaults are the paper's (PAPER).
+# =============================================================================
+def make_parser():
+    p = argparse.ArgumentParser(
+        description="DS-TD3 (dynamic sparse TD3) in pure numpy; see the module docstring.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("experiment")
+    g.add_argument("--env", type=str, default="Hopper-v4", help="Gymnasium id of a task with a Box action space")
+    g.add_argument("--algo", type=str, default="ds-td3", choices=["ds-td3", "static-td3", "td3"],
+                   help="ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense")
+    g.add_argument("--seed", type=int, default=0, help="seeds the generator, the env (seed) and eval env (seed+100)")
+    g.add_argument("--total-steps", type=int, default=PAPER["total_steps"], help="environment steps T")
+    g.add_argument("--runs-dir", type=str, default="runs", help="each run writes config.json and eval.csv here")
+
+    g = p.add_argument_group("TD3 [TD3, Alg. 1]")
+    g.add_argument("--learning-starts", type=int, default=PAPER["learning_starts"],
+                   help="uniformly random steps S before training")
+    g.add_argument("--batch-size", type=int, default=PAPER["batch_size"], help="transitions per training iteration B")
+    g.add_argument("--buffer-size", type=int, default=PAPER["buffer_size"], help="replay buffer capacity")
+    g.add_argument("--hidden", type=int, default=PAPER["hidden"], help="width H of both hidden layers")
+    g.add_argument("--gamma", type=float, default=PAPER["gamma"], help="discount γ")
+    g.add_argument("--tau", type=float, default=PAPER["tau"], help="target update rate τ")
+    g.add_argument("--lr", type=float, default=PAPER["lr"], help="Adam learning rate, actor and critics")
+    g.add_argument("--weight-decay", type=float, default=PAPER["weight_decay"],
+                   help="L2 coefficient added to the gradient [DS-TD3]")
+    g.add_argument("--expl-noise", type=float, default=PAPER["expl_noise"],
+                   help="exploration noise std, fraction of max action")
+    g.add_argument("--policy-noise", type=float, default=PAPER["policy_noise"],
+                   help="target smoothing std σ̃, fraction of max action")
+    g.add_argument("--noise-clip", type=float, default=PAPER["noise_clip"],
+                   help="smoothing noise clip c, fraction of max action")
+    g.add_argument("--policy-delay", type=int, default=PAPER["policy_delay"], help="actor and target update period d")
+
+    g = p.add_argument_group("sparsity [DS-TD3, Eq. 1 and Alg. 2-3]")
+    g.add_argument("--sparsity", type=float, default=None,
+                   help="target sparsity per network (e.g. 0.5, 0.8); default: none, the paper's λ values apply")
+    g.add_argument("--lambda-in", type=float, default=None,
+                   help="Erdős–Rényi λ1 of the input layer; default: 7 (Hopper, HalfCheetah, Walker2d, others), "
+                        "40 (Ant), 61 (Humanoid)")
+    g.add_argument("--lambda-hidden", type=float, default=PAPER["lambda_hidden"],
+                   help="Erdős–Rényi λ2 of the hidden layer")
+    g.add_argument("--drop-fraction", type=float, default=PAPER["drop_fraction"],
+                   help="η, the fraction of each sign dropped and regrown")
+    g.add_argument("--update-period", type=int, default=PAPER["update_period"],
+                   help="topology update period e, in iterations")
+    g.add_argument("--stop-adapt", type=float, default=PAPER["stop_adapt"],
+                   help="regrowing topology updates while the env step is at most this fraction of --total-steps; "
+                        "the next update drops only, then none. At the paper's 1M steps and 25k warm-up the last "
+                        "regrowing update is iteration 925,000 (official code: T - S - 50,000); shorter runs "
+                        "stop at the same fraction")
+
+    g = p.add_argument_group("logging and evaluation")
+    g.add_argument("--eval-every", type=int, default=PAPER["eval_every"], help="evaluate every this many env steps")
+    g.add_argument("--eval-episodes", type=int, default=PAPER["eval_episodes"],
+                   help="deterministic episodes per evaluation")
+    g.add_argument("--log-every", type=int, default=2000, help="print a progress line every this many steps")
+    g.add_argument("--profile", action="store_true", help="at the end, print the share of wall time per phase")
+
+    g = p.add_argument_group("checkpoints (written to the run folder at every evaluation)")
+    g.add_argument("--resume", type=str, default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its checkpoint, with its saved configuration")
+    g.add_argument("--save-buffer", action="store_true",
+                   help="also save the replay buffer, so that a resumed run is exactly the uninterrupted one "
+                        "(large: about 110 MB per million Hopper transitions)")
+    g.add_argument("--load", type=str, default=None, metavar="CHECKPOINT",
+                   help="with --eval-only: the checkpoint.npz whose policy to evaluate")
+    g.add_argument("--eval-only", action="store_true",
+                   help="evaluate the --load policy for --eval-episodes episodes on --env and exit")
+    g.add_argument("--render", action="store_true", help="with --eval-only: show the episodes in a window")
+    return p
+
+
 class UserError(Exception):
     """Bad input: main() prints the message as one line and exits with code 2, without a traceback."""
 
@@ -811,13 +935,24 @@ def check_args(args):
             raise UserError(message)
 
 
+def hyperparameters(args):
+    """The `hp` dict of Part I: the parsed flags as a plain dict, with λ1 resolved for the task."""
+    family = args.env.split("-")[0]
+    lambda_in = args.lambda_in if args.lambda_in is not None else PAPER_LAMBDA_IN.get(family, DEFAULT_LAMBDA_IN)
+    return {**vars(args), "lambda_in": lambda_in}
+
+
+# =============================================================================
+# 12. Environments.
+# =============================================================================
 def make_env(env_id, render_mode=None):
     """gymnasium.make with one-line errors for the usual mistakes. Returns (env, gymnasium module)."""
     try:
         import gymnasium as gym
     except ImportError:
         raise UserError("gymnasium is not installed: run  pip install -r requirements.txt") from None
-    # v4 is our choice (the paper's v3 dynamics); Gymnasium would remind us that v5 exists on every make
+    # CHOICE: the v4 tasks, because they have the paper's v3 dynamics; Gymnasium would remind us that v5 exists
+    # on every make
     warnings.filterwarnings("ignore", message=".*is out of date. You should consider upgrading")
     try:
         env = gym.make(env_id, render_mode=render_mode)
@@ -838,13 +973,6 @@ def make_env(env_id, render_mode=None):
     return env, gym
 
 
-def format_duration(seconds):
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def versions():
     import gymnasium
     try:
@@ -856,6 +984,122 @@ def versions():
             "mujoco": mujoco_version, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
 
 
+# =============================================================================
+# 13. Run folders and logs.
+# =============================================================================
+def format_duration(seconds):
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def sparsity_of(net):
+    present, dense = count_weights(net)
+    return 1.0 - present / dense
+
+
+def reproduce_command(argv):
+    return "python dst_td3.py " + " ".join(shlex.quote(a) for a in argv)
+
+
+def describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi):
+    """Weight and FLOP counts of this run and of dense TD3 with the same settings, and the config to save."""
+    nets = [agent["actor"], agent["critic"]]
+    run = {"params": sum(count_weights(n)[0] for n in nets), "params_dense": sum(count_weights(n)[1] for n in nets),
+           "flops_iter": iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])}
+    dense = build_agent(n_obs, n_act, act_lo, act_hi, {**hp, "algo": "td3"}, np.random.default_rng(0))
+    run["flops_iter_dense"] = iteration_flops(dense["actor"], dense["critic"], hp["batch_size"], hp["policy_delay"])
+    run["config"] = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
+                     "params_nonzero": run["params"], "params_dense": run["params_dense"],
+                     "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
+                     "flops_per_iteration": run["flops_iter"], "flops_per_iteration_dense": run["flops_iter_dense"]}
+    return run
+
+
+EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
+               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
+
+
+def new_run_dir(run, args):
+    """runs/<env>__<algo>__s<seed>__<time>/ with config.json and the header of eval.csv."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{args.env}__{args.algo}__s{args.seed}__{stamp}"
+    run["dir"] = run["config"]["run_dir"] = os.path.join(args.runs_dir, name)
+    os.makedirs(run["dir"], exist_ok=True)
+    with open(os.path.join(run["dir"], "config.json"), "w") as f:
+        json.dump(run["config"], f, indent=2)
+    with open(os.path.join(run["dir"], "eval.csv"), "w", newline="") as f:
+        csv.writer(f).writerow(EVAL_FIELDS)
+
+
+def print_header(run, args, agent):
+    print(f"command: {run['config']['command']}", flush=True)
+    print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
+    print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
+    print(f"params: nonzero={run['params']} dense={run['params_dense']} "
+          f"({run['params'] / run['params_dense']:.1%} of dense) "
+          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
+          f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
+          flush=True)
+    print(f"run_dir: {run['dir']}", flush=True)
+
+
+def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
+    """One evaluation: a line to stdout and a row to eval.csv, then a checkpoint (if the weights are finite)."""
+    step = loop["step"]
+    loop["last_eval"] = float(returns.mean())
+    flops = max(0, step - args.learning_starts) * run["flops_iter"]
+    ratio = run["flops_iter"] / run["flops_iter_dense"]
+    row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, run["params"],
+           run["params_dense"], f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
+           f"{flops:.4e}", f"{ratio:.4f}"]
+    with open(os.path.join(run["dir"], "eval.csv"), "a", newline="") as f:
+        csv.writer(f).writerow(row)
+    print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
+          f"episodes={args.eval_episodes} params={run['params']}/{run['params_dense']} "
+          f"flops={flops:.3e} flops_vs_dense={ratio:.2f}", flush=True)
+    bad = first_non_finite(agent)
+    if bad is not None:                                  # never overwrite a good checkpoint with a broken one
+        raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; " + last_good(run["checkpoint"]))
+    save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
+
+
+def print_progress(step, t_log, args, loop, log, agent):
+    """One key=value progress line; returns the time it was printed."""
+    now = time.perf_counter()
+    sps = args.log_every / (now - t_log)
+    # the random phase runs ~20x faster than training, so its speed says nothing about the time left
+    training_interval = step - args.log_every >= args.learning_starts
+    eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
+    losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
+    print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} eta={eta} "
+          f"last_eval={loop['last_eval']:.1f} {losses} sparsity_actor={sparsity_of(agent['actor']):.3f} "
+          f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+    return now
+
+
+def print_topology(out, step, agent, hp):
+    layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
+              **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
+    grown = "drop-only" if topology_due(step - hp["learning_starts"], hp) == "drop" else None
+    print(f"topology step={step} iteration={step - hp['learning_starts']} "
+          + " ".join(f"{k}=-{v}/+{0 if grown else v}" for k, v in layers.items())
+          + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
+          + f" sparsity_critic={sparsity_of(agent['critic']):.3f}"
+          + (" (the last update: drop only)" if grown else ""), flush=True)
+
+
+def check_losses(log, step, run):
+    for key, network in (("loss_q", "critic"), ("loss_pi", "actor")):
+        if key in log and not math.isfinite(log[key]):
+            raise TrainingStopped(f"the {network} loss became {log[key]} at step {step}; "
+                                  + last_good(run["checkpoint"]))
+
+
+# =============================================================================
+# 14. Checkpoints, resume and signals.
+# =============================================================================
 CHECKPOINT = "checkpoint.npz"
 BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
 
@@ -982,138 +1226,6 @@ def install_stop_handlers():
     return stop, previous
 
 
-# =============================================================================
-# 12. main: seed, build, train, evaluate, log.
-# =============================================================================
-def build_agent(n_obs, n_act, act_lo, act_hi, args, rng, dtype=DTYPE):
-    """Actor, twin critics, their targets, Adam states and the scaled noise of [TD3], in one dict."""
-    H = args.hidden
-    actor_sizes = [(n_obs, H), (H, H), (H, n_act)]
-    critic_sizes = [(n_obs + n_act, H), (H, H), (H, 1)]
-    if args.algo == "td3":
-        actor_p = critic_p = None
-    else:
-        family = args.env.split("-")[0]
-        lam_in = args.lambda_in if args.lambda_in is not None else PAPER_LAMBDA_IN.get(family, DEFAULT_LAMBDA_IN)
-        try:
-            actor_p = er_densities(actor_sizes, [lam_in, args.lambda_hidden], args.sparsity)
-            critic_p = er_densities(critic_sizes, [lam_in, args.lambda_hidden], args.sparsity)
-        except ValueError as err:
-            raise UserError(f"{err}; ask for a lower --sparsity") from None
-    actor = init_mlp(actor_sizes, actor_p, rng, dtype=dtype)
-    critic = init_mlp(critic_sizes, critic_p, rng, n_stack=2, dtype=dtype)
-    scale = ((act_hi - act_lo) / 2).astype(dtype)        # (A,) max_action for a symmetric space
-    actor["act_scale"], actor["act_bias"] = scale, ((act_hi + act_lo) / 2).astype(dtype)
-    return {"actor": actor, "critic": critic,
-            "actor_targ": copy_net(actor), "critic_targ": copy_net(critic),   # same weights, same zeros
-            "opt_actor": adam_init(actor), "opt_critic": adam_init(critic),
-            "act_lo": act_lo.astype(dtype), "act_hi": act_hi.astype(dtype),
-            "sigma": args.policy_noise * scale, "c": args.noise_clip * scale, "expl": args.expl_noise * scale}
-
-
-def sparsity_of(net):
-    present, dense = count_weights(net)
-    return 1.0 - present / dense
-
-
-def reproduce_command(argv):
-    return "python dst_td3.py " + " ".join(shlex.quote(a) for a in argv)
-
-
-def env_step(agent, env, buf, loop, step, args, rng, prof):
-    """Act, step the environment, store the transition   [TD3, Alg. 1]. Updates loop["obs"]."""
-    t = time.perf_counter()
-    obs = loop["obs"]
-    if step <= args.learning_starts:
-        act = rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)              # warm-up: uniform random
-    else:
-        # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)      [TD3, Alg. 1]
-        act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]
-        noise = rng.standard_normal(act.size, dtype=DTYPE) * agent["expl"]
-        act = np.clip(act + noise, agent["act_lo"], agent["act_hi"])
-    t = lap(prof, "acting", t)
-    next_obs, rew, terminated, truncated, _ = env.step(act)
-    buffer_add(buf, obs, act, rew, next_obs, terminated)    # TRAP: terminated only, never truncated
-    loop["obs"] = env.reset()[0] if terminated or truncated else next_obs
-    lap(prof, "env step", t)
-
-
-def describe_run(agent, args, argv, n_obs, n_act, act_lo, act_hi):
-    """Weight and FLOP counts of this run and of dense TD3 with the same settings, and the config to save."""
-    nets = [agent["actor"], agent["critic"]]
-    run = {"params": sum(count_weights(n)[0] for n in nets), "params_dense": sum(count_weights(n)[1] for n in nets),
-           "flops_iter": iteration_flops(agent["actor"], agent["critic"], args.batch_size, args.policy_delay)}
-    dense_args = argparse.Namespace(**{**vars(args), "algo": "td3", "sparsity": None})
-    dense = build_agent(n_obs, n_act, act_lo, act_hi, dense_args, np.random.default_rng(0))
-    run["flops_iter_dense"] = iteration_flops(dense["actor"], dense["critic"], args.batch_size, args.policy_delay)
-    run["config"] = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
-                     "params_nonzero": run["params"], "params_dense": run["params_dense"],
-                     "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
-                     "flops_per_iteration": run["flops_iter"], "flops_per_iteration_dense": run["flops_iter_dense"]}
-    return run
-
-
-EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
-               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
-
-
-def new_run_dir(run, args):
-    """runs/<env>__<algo>__s<seed>__<time>/ with config.json and the header of eval.csv."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{args.env}__{args.algo}__s{args.seed}__{stamp}"
-    run["dir"] = run["config"]["run_dir"] = os.path.join(args.runs_dir, name)
-    os.makedirs(run["dir"], exist_ok=True)
-    with open(os.path.join(run["dir"], "config.json"), "w") as f:
-        json.dump(run["config"], f, indent=2)
-    with open(os.path.join(run["dir"], "eval.csv"), "w", newline="") as f:
-        csv.writer(f).writerow(EVAL_FIELDS)
-
-
-def print_header(run, args, agent):
-    print(f"command: {run['config']['command']}", flush=True)
-    print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
-    print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
-    print(f"params: nonzero={run['params']} dense={run['params_dense']} "
-          f"({run['params'] / run['params_dense']:.1%} of dense) "
-          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
-          f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
-          flush=True)
-    print(f"run_dir: {run['dir']}", flush=True)
-
-
-def evaluate_and_save(agent, eval_env, env, buf, rng, loop, run, args):
-    """Deterministic evaluation, one line to stdout and eval.csv, then a checkpoint (if the weights are finite)."""
-    step = loop["step"]
-    returns = evaluate(agent["actor"], eval_env, args.eval_episodes, args.seed + 100)
-    loop["last_eval"] = float(returns.mean())
-    flops = max(0, step - args.learning_starts) * run["flops_iter"]
-    ratio = run["flops_iter"] / run["flops_iter_dense"]
-    row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, run["params"],
-           run["params_dense"], f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
-           f"{flops:.4e}", f"{ratio:.4f}"]
-    with open(os.path.join(run["dir"], "eval.csv"), "a", newline="") as f:
-        csv.writer(f).writerow(row)
-    print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
-          f"episodes={args.eval_episodes} params={run['params']}/{run['params_dense']} "
-          f"flops={flops:.3e} flops_vs_dense={ratio:.2f}", flush=True)
-    bad = first_non_finite(agent)
-    if bad is not None:                                  # never overwrite a good checkpoint with a broken one
-        raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; " + last_good(run["checkpoint"]))
-    save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
-
-
-def print_progress(step, t_log, args, loop, log, agent):
-    """One key=value progress line; returns the time it was printed."""
-    now = time.perf_counter()
-    sps = args.log_every / (now - t_log)
-    # the random phase runs ~20x faster than training, so its speed says nothing about the time left
-    training_interval = step - args.log_every >= args.learning_starts
-    eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
-    losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
-    print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} eta={eta} "
-          f"last_eval={loop['last_eval']:.1f} {losses} sparsity_actor={sparsity_of(agent['actor']):.3f} "
-          f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
-    return now
 
 
 def resume_from(data, agent, buf, rng, env, loop, run_dir):
@@ -1143,33 +1255,63 @@ def resume_from(data, agent, buf, rng, env, loop, run_dir):
     print(f"resume: continuing {run_dir} after step {loop['step']}", flush=True)
 
 
-def print_topology(out, step, iteration, agent):
-    layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
-              **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
-    print(f"topology step={step} iteration={iteration} "
-          + " ".join(f"{k}=-{v}/+{v}" for k, v in layers.items())
-          + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
-          + f" sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
+
+# =============================================================================
+# 15. Profiling (--profile): Part I's phase functions, wrapped in timers for one run.
+# =============================================================================
+PHASES = {"acting": ["explore"], "sample batch": ["buffer_sample"], "critic update": ["td3_target", "critic_step"],
+          "topology update": ["topology_update"], "actor update": ["actor_step"], "target update": ["soft_update"],
+          "maintain sparsity": ["target_maintain_sparsity"], "flush subnormals": ["flush_subnormals"],
+          "evaluation": ["evaluate"]}
+ITERATION_PHASES = ("sample batch", "critic update", "topology update", "actor update", "target update",
+                    "maintain sparsity", "flush subnormals")
+
+
+def install_profiler(env):
+    """Replace each phase function of PHASES (and env.step) by a timed version that adds its seconds to
+    prof[phase]. Part I calls its functions by name, so it runs the timed ones without knowing. Returns
+    (prof, originals); remove_profiler(originals) puts the functions back."""
+    prof, module = {}, globals()
+
+    def timed(phase, function):
+        def timed_function(*arguments, **keywords):
+            t0 = time.perf_counter()
+            try:
+                return function(*arguments, **keywords)
+            finally:
+                prof[phase] = prof.get(phase, 0.0) + time.perf_counter() - t0
+        return timed_function
+
+    originals = {name: module[name] for names in PHASES.values() for name in names}
+    for phase, names in PHASES.items():
+        for name in names:
+            module[name] = timed(phase, originals[name])
+    env.step = timed("env step", env.step)               # the training env only; evaluation has its own env
+    return prof, originals
+
+
+def remove_profiler(originals):
+    globals().update(originals)
 
 
 def print_profile(prof, wall, n_iterations):
-    """Share of the wall time per phase of the loop, then how the training iterations compare with the time of
-    their matrix products alone (--profile; README, Speed)."""
-    products = prof.pop(PRODUCTS, 0.0)
+    """Share of the wall time per phase of the run (--profile; README, Speed)."""
     print("profile: phase share_of_wall seconds", flush=True)
     for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
         print(f"profile: {phase:<18s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
     other = wall - sum(prof.values())
     print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
     iterations = sum(prof.get(phase, 0.0) for phase in ITERATION_PHASES)
-    if n_iterations and products:
-        print(f"profile: {n_iterations} training iterations, {iterations / n_iterations * 1e3:.3f} ms each, of which "
-              f"matrix products {products / n_iterations * 1e3:.3f} ms: iteration/products = "
-              f"{iterations / products:.2f}", flush=True)
+    if n_iterations:
+        print(f"profile: {n_iterations} training iterations, {iterations / n_iterations * 1e3:.3f} ms each",
+              flush=True)
 
 
+# =============================================================================
+# 16. Evaluating a saved policy (--load CHECKPOINT --eval-only).
+# =============================================================================
 def eval_only(args):
-    """--load CHECKPOINT --eval-only: evaluate a saved policy, deterministically, and print mean ± std."""
+    """Evaluate a saved policy, deterministically, and print mean ± std."""
     if not (args.load and args.eval_only):
         raise UserError("--load and --eval-only go together; to continue a run use --resume RUN_DIR")
     check_args(args)
@@ -1190,8 +1332,11 @@ def eval_only(args):
     return 0
 
 
-def train(args, argv):
-    """The loop of the module docstring, with evaluation, logging and checkpoints around it."""
+# =============================================================================
+# 17. main: build the run, watch the training loop of Part I, and report.
+# =============================================================================
+def start_run(args, argv):
+    """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint."""
     data = None
     if args.resume:                                      # the run's own configuration, not today's flags
         data = load_checkpoint(os.path.join(args.resume, CHECKPOINT))
@@ -1201,13 +1346,16 @@ def train(args, argv):
     eval_env, _ = make_env(args.env)
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
-
+    hp = hyperparameters(args)
     rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
-    agent = build_agent(n_obs, n_act, act_lo, act_hi, args, rng)
+    try:
+        agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
+    except ValueError as err:
+        raise UserError(f"{err}; ask for a lower --sparsity") from None
     buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
-    loop = {"step": 0, "last_eval": float("nan"), "obs": obs}   # the loop's own state, saved with checkpoints
-    run = describe_run(agent, args, argv, n_obs, n_act, act_lo, act_hi)
+    loop = {"step": 0, "last_eval": float("nan"), "obs": obs}   # the loop's state, saved with checkpoints
+    run = describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi)
     if data is None:
         new_run_dir(run, args)
     else:
@@ -1215,30 +1363,28 @@ def train(args, argv):
         resume_from(data, agent, buf, rng, env, loop, run["dir"])
     run["checkpoint"] = os.path.join(run["dir"], CHECKPOINT)
     print_header(run, args, agent)
+    return args, hp, agent, env, eval_env, buf, rng, loop, run
 
+
+def run_training(args, argv):
+    """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
+    args, hp, agent, env, eval_env, buf, rng, loop, run = start_run(args, argv)
     stop, previous_handlers = install_stop_handlers()
-    prof, log, n_iterations = {}, {}, 0
+    prof, originals = install_profiler(env) if args.profile else ({}, {})
+    log, n_iterations = {}, 0
     t_start = t_log = time.perf_counter()
     try:
-        for step in range(loop["step"] + 1, args.total_steps + 1):
-            loop["step"] = step
-            env_step(agent, env, buf, loop, step, args, rng, prof)
-            # after a resume without the saved buffer, training waits until the buffer holds one batch again
-            if step > args.learning_starts and buf["size"] >= args.batch_size:
-                iteration = step - args.learning_starts
-                out = train_iteration(agent, buf, iteration, step, args, rng, prof)
-                n_iterations += 1
-                log.update(out)
-                for key, network in (("loss_q", "critic"), ("loss_pi", "actor")):
-                    if key in out and not math.isfinite(out[key]):
-                        raise TrainingStopped(f"the {network} loss became {out[key]} at step {step}; "
-                                              + last_good(run["checkpoint"]))
-                if "topology_actor" in out:
-                    print_topology(out, step, iteration, agent)
-            if step % args.eval_every == 0 or step == args.total_steps:
-                t = time.perf_counter()
-                evaluate_and_save(agent, eval_env, env, buf, rng, loop, run, args)
-                lap(prof, "evaluation", t)
+        for step, info in train(agent, env, eval_env, buf, hp, rng, loop):
+            if "eval_returns" in info:
+                record_evaluation(info["eval_returns"], agent, buf, rng, env, loop, run, args)
+            else:
+                n_iterations += "loss_q" in info
+                log.update(info)
+                check_losses(info, step, run)            # before the evaluation: never evaluate a NaN policy
+                if "topology_actor" in info:
+                    print_topology(info, step, agent, hp)
+                if eval_due(step, hp):
+                    continue                             # this step's evaluation is the next yield
             if step % args.log_every == 0:
                 t_log = print_progress(step, t_log, args, loop, log, agent)
             if stop["signal"] is not None and step < args.total_steps:
@@ -1250,7 +1396,7 @@ def train(args, argv):
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
-
+        remove_profiler(originals)
     wall = time.perf_counter() - t_start
     print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={loop['last_eval']:.1f} "
           f"run_dir={run['dir']}", flush=True)
@@ -1268,7 +1414,7 @@ def main(argv=None):
             return eval_only(args)
         # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)
         with np.errstate(over="ignore", invalid="ignore"):
-            return train(args, argv)
+            return run_training(args, argv)
     except UserError as err:
         print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
         return 2

@@ -5,6 +5,7 @@ networks, the TD3 math on hand-made inputs, the CLI, determinism, and one real l
 """
 import csv
 import glob
+import itertools
 import json
 import os
 import signal
@@ -215,7 +216,7 @@ def test_target_sparsity_is_hit(target):
         assert p[0] / p_er[0] == pytest.approx(p[1] / p_er[1])
     # a realised network from the CLI path hits it too
     args = d.make_parser().parse_args(["--sparsity", str(target)])
-    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), args, np.random.default_rng(0))
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), np.random.default_rng(0))
     assert abs(d.sparsity_of(agent["actor"]) - target) < 0.01
     assert abs(d.sparsity_of(agent["critic"]) - target) < 0.01
 
@@ -416,13 +417,13 @@ def test_adam_decay_makes_dead_weights_subnormal_and_the_flush_removes_them():
 def test_float32_stays_float32():
     rng = np.random.default_rng(12)
     args = d.make_parser().parse_args([])
-    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), args, rng)
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), rng)
     buf = d.buffer_init(300, 11, 3)
     for _ in range(300):                                 # float64 observations, as Gymnasium gives them
         d.buffer_add(buf, rng.standard_normal(11), rng.uniform(-1, 1, 3), 1.0, rng.standard_normal(11), False)
     args.batch_size = 32
     for it in (1, 2):
-        d.train_iteration(agent, buf, it, 1000, args, rng, {})
+        d.train_iteration(agent, buf, it, d.hyperparameters(args), rng)
     for name in ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic"):
         for key, value in agent[name].items():
             if isinstance(value, np.ndarray):
@@ -467,24 +468,24 @@ def test_td3_target_noise_is_clipped_and_action_bounded():
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
 def test_env_step_stores_terminated_not_truncated(env_id):
-    """The program's own env step: a time-limit cut is stored as not terminal, a real terminal as terminal
+    """The program's own training loop: a time-limit cut is stored as not terminal, a real terminal as terminal
     (sfujim/TD3#41, cleanrl#457), and both start a new episode."""
     gym = pytest.importorskip("gymnasium")
     if env_id != "Pendulum-v1":
         pytest.importorskip("mujoco")
     env = gym.make(env_id, max_episode_steps=5)          # Pendulum never terminates, only truncates
-    args = d.make_parser().parse_args(["--env", env_id, "--learning-starts", "1000"])   # random actions
+    hp = d.hyperparameters(d.make_parser().parse_args(["--env", env_id, "--learning-starts", "1000"]))  # random acts
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     rng = np.random.default_rng(0)
-    agent = d.build_agent(n_obs, n_act, env.action_space.low, env.action_space.high, args, rng)
+    agent = d.build_agent(n_obs, n_act, env.action_space.low, env.action_space.high, hp, rng)
     buf = d.buffer_init(40, n_obs, n_act)
-    loop = {"obs": env.reset(seed=0)[0]}
-    for step in range(1, 41):
-        d.env_step(agent, env, buf, loop, step, args, rng, {})
+    state = {"step": 0, "obs": env.reset(seed=0)[0]}
+    steps = [step for step, _ in itertools.islice(d.train(agent, env, None, buf, hp, rng, state), 40)]
+    assert steps == list(range(1, 41)) and buf["size"] == 40
     terminal = buf["terminated"][:, 0] == 1
     new_episode = np.any(buf["obs"][1:] != buf["next_obs"][:-1], axis=1)   # obs[i+1] is not next_obs[i]
     if env_id == "Pendulum-v1":
-        assert not terminal.any()                        # 8 time-limit cuts, none stored as terminal
+        assert not terminal.any(), "train: a time-limit cut (truncated) was stored as terminated"
         assert np.array_equal(np.flatnonzero(new_episode), np.arange(4, 39, 5))
     else:                                                # random actions topple the pole within a few steps
         assert terminal.any()
@@ -512,12 +513,12 @@ def make_buffer(rng, n=400, S=11, A=3):
 def test_actor_updates_every_d_iterations_and_targets_follow():
     rng = np.random.default_rng(14)
     args = d.make_parser().parse_args(["--batch-size", "16", "--policy-delay", "3", "--update-period", "6"])
-    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), args, rng)
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), rng)
     buf = make_buffer(rng)
     for it in range(1, 8):
         actor_before = agent["actor"]["W2"].copy()
         targ_before = agent["critic_targ"]["W3"].copy()
-        out = d.train_iteration(agent, buf, it, 1000, args, rng, {})
+        out = d.train_iteration(agent, buf, it, d.hyperparameters(args), rng)
         actor_moved = not np.array_equal(actor_before, agent["actor"]["W2"])
         targ_moved = not np.array_equal(targ_before, agent["critic_targ"]["W3"])
         assert actor_moved == (it % 3 == 0) == ("loss_pi" in out) == targ_moved, it
@@ -531,17 +532,17 @@ def test_actor_updates_every_d_iterations_and_targets_follow():
 
 def test_topology_schedule_stops_as_the_official_code():
     # the paper's settings: the last regrowing update at iteration T - S - 50,000 = 925,000, then one drop-only
-    args = d.make_parser().parse_args([])
+    args = d.hyperparameters(d.make_parser().parse_args([]))
     assert d.topology_due(1000, args) == "grow" and d.topology_due(1500, args) is None
     assert d.topology_due(925_000, args) == "grow", "topology_due: iteration 925,000 is the last regrowing update"
     assert d.topology_due(926_000, args) == "drop", "topology_due: iteration 926,000 drops only"
     assert d.topology_due(927_000, args) is None and d.topology_due(975_000, args) is None
     # a short run stops at the same fraction of its steps: 0.95 · 1000 - 100 = 850 iterations
-    args = d.make_parser().parse_args(["--total-steps", "1000", "--learning-starts", "100", "--update-period", "100"])
+    args = d.hyperparameters(d.make_parser().parse_args(["--total-steps", "1000", "--learning-starts", "100",
+                                                         "--update-period", "100"]))
     assert [d.topology_due(i, args) for i in range(100, 901, 100)] == ["grow"] * 8 + ["drop"]
     for algo in ("td3", "static-td3"):
-        args.algo = algo
-        assert d.topology_due(100, args) is None
+        assert d.topology_due(100, {**args, "algo": algo}) is None
 
 
 def test_drop_only_update_keeps_eta_fewer_connections_and_maintain_sparsity_follows():
@@ -566,13 +567,13 @@ def test_drop_only_update_keeps_eta_fewer_connections_and_maintain_sparsity_foll
 def test_flop_count_dense_and_sparse():
     rng = np.random.default_rng(15)
     args = d.make_parser().parse_args(["--algo", "td3", "--env", "HalfCheetah-v4"])
-    dense = d.build_agent(17, 6, -np.ones(6), np.ones(6), args, rng)
+    dense = d.build_agent(17, 6, -np.ones(6), np.ones(6), d.hyperparameters(args), rng)
     a = 17 * 256 + 256 * 256 + 256 * 6
     c = 23 * 256 + 256 * 256 + 256
     expected = 2 * 100 * ((a + 4 * c + 2 * c + 2 * (256 * 256 + 256)) + (a + 2 * c + a + 256 * 256 + 256 * 6) / 2)
     assert d.iteration_flops(dense["actor"], dense["critic"], 100, 2) == expected
     args.algo = "ds-td3"
-    sparse = d.build_agent(17, 6, -np.ones(6), np.ones(6), args, rng)
+    sparse = d.build_agent(17, 6, -np.ones(6), np.ones(6), d.hyperparameters(args), rng)
     ratio = d.iteration_flops(sparse["actor"], sparse["critic"], 100, 2) / expected
     assert 0.45 < ratio < 0.55                           # about half, as the paper reports (0.49x)
 
@@ -613,7 +614,7 @@ def test_help_documents_every_flag():
         for opt in action.option_strings:
             assert opt in out
     flat = " ".join(out.split())                         # argparse wraps long lines
-    assert "random steps before training (default: 25000)" in flat and "target update rate τ (default: 0.005)" in flat
+    assert "random steps S before training (default: 25000)" in flat and "target update rate τ (default: 0.005)" in flat
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -664,7 +665,7 @@ def test_smoke_and_determinism(tmp_path):
     assert outs[0][0] != outs[2][0] and strip[0] != strip[2]          # another seed: different
 
 
-def test_profile_shares_and_matrix_product_time(tmp_path):
+def test_profile_shares_cover_the_wall_time(tmp_path):
     pytest.importorskip("mujoco")
     res = run_cli(*SMOKE, "--profile", "--runs-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
@@ -677,11 +678,15 @@ def test_profile_shares_and_matrix_product_time(tmp_path):
                   "maintain sparsity", "topology update", "evaluation", "other (logging)"):
         assert phase in shares, phase
     assert abs(sum(shares.values()) - 100) < 0.5         # the phases cover the wall time once
-    # "200 training iterations, X ms each, of which matrix products Y ms: iteration/products = Z"
-    n, rest = lines[-1].split(" training iterations, ")
-    per_iteration, products = (float(part.split(" ms")[0].split()[-1]) for part in rest.split(", of which"))
-    assert int(n) == 300 - 100 and 0 < products < per_iteration
-    assert float(rest.rsplit("= ", 1)[1]) == pytest.approx(per_iteration / products, rel=0.05)   # rounding
+    n, per_iteration = lines[-1].split(" training iterations, ")    # "200 training iterations, X ms each"
+    assert int(n) == 300 - 100 and float(per_iteration.split()[0]) > 0
+    # in this process: the timers replace Part I's phase functions, and removing them restores each one
+    env = type("Env", (), {"step": lambda self, act: None})()
+    original = d.explore
+    prof, originals = d.install_profiler(env)
+    assert d.explore is not original and d.explore.__name__ == "timed_function"
+    d.remove_profiler(originals)
+    assert d.explore is original and all(getattr(d, name) is f for name, f in originals.items())
 
 
 def test_learns_inverted_pendulum(tmp_path):

@@ -311,20 +311,23 @@ def maintain_sparsity(W_targ, k):
     """Keep the k largest |w| of a target weight matrix and zero the rest, in place   [DS-TD3, Alg. 3, Eq. 7].
 
     The soft update mixes the online weights into the target, so after a topology update the target also holds
-    the online layer's new connections while its dropped ones are still decaying: more than k nonzeros.
-    Returns the number of weights zeroed. O(n) selection (a partition), never a full sort.
+    the online layer's new connections while its dropped ones are still decaying: more than k nonzeros. Keeping
+    the k largest |w| is zeroing the n_extra smallest nonzero |w|. Returns n_extra, the number zeroed.
+    O(n) selection (a partition), never a full sort.
     """
     w = W_targ.reshape(-1)                               # (n_in·n_out,) a view: writes go to W_targ
     n_extra = int(np.count_nonzero(w != 0)) - k
     if n_extra <= 0:                                     # already as sparse as its online layer: nothing to do
         return 0
-    magnitude = np.abs(w)
-    # the k-th largest |w|: a partition puts it at index n - k, every smaller one before it, in O(n)
-    threshold = np.partition(magnitude, w.size - k)[w.size - k]
-    n_above = int(np.count_nonzero(magnitude > threshold))
-    tied = np.flatnonzero(magnitude == threshold)        # exact ties at the cut: keep the first ones
-    w[magnitude < threshold] = 0
-    w[tied[k - n_above:]] = 0
+    # PERF: |w| as integer keys: the bits of a float >= 0, read as an unsigned integer, order like the numbers,
+    # and minus 1 (wrapping around) sends the zeros to the top, never among the smallest. numpy partitions these
+    # keys in 0.55 ms per 256x256 matrix, floats (zeros set to +inf) in 0.98 ms: 13 % of a HalfCheetah DS-TD3
+    # iteration (README, Speed).
+    key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
+    kth = np.partition(key, n_extra - 1)[n_extra - 1]    # the n_extra-th smallest nonzero |w|, as a key
+    smallest = np.flatnonzero(key < kth)
+    ties = np.flatnonzero(key == kth)[:n_extra - smallest.size]   # exact ties at the cut: any of them will do
+    w[smallest], w[ties] = 0, 0
     return n_extra
 
 

@@ -1334,7 +1334,7 @@ def eval_only(args):
     seed = json.loads(str(data["config"]))["args"]["seed"]
     returns = evaluate(actor, env, args.eval_episodes, seed + 100)
     print(f"eval_only checkpoint={args.load} env={args.env} episodes={args.eval_episodes} "
-          f"return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
+          f"return_mean={returns.mean():.2f} return_std={returns.std():.2f} "
           f"(mean ± std: {returns.mean():.1f} ± {returns.std():.1f})", flush=True)
     env.close()
     return 0

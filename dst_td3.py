@@ -820,6 +820,9 @@ def train(agent, env, eval_env, buf, hp, rng, state):
 import argparse
 import csv
 import difflib
+import errno
+import fcntl
+import itertools
 import json
 import platform
 import shlex
@@ -833,10 +836,17 @@ import zipfile
 # =============================================================================
 # 11. Command line and input checks. `--help` is the hyperparameter table; defaults are the paper's (PAPER).
 # =============================================================================
+class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """--help adds "(default: ...)" to each flag, except where the help itself says what happens by default."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def make_parser():
     p = argparse.ArgumentParser(
         description="DS-TD3 (dynamic sparse TD3) in pure numpy; see the module docstring.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsOnce, allow_abbrev=False)    # no abbreviations: --resume checks the flags given
     g = p.add_argument_group("experiment")
     g.add_argument("--env", type=str, default="Hopper-v4", help="Gymnasium id of a task with a Box action space")
     g.add_argument("--algo", type=str, default="ds-td3", choices=["ds-td3", "static-td3", "td3"],
@@ -911,14 +921,29 @@ class TrainingStopped(Exception):
     """A non-finite loss or weight: main() prints the message as one line and exits with code 1."""
 
 
+class SystemFailure(Exception):
+    """The operating system could not do what the run needs (a full or read-only disk, a file where a folder
+    should be, too little memory): main() prints the message as one line and exits with code 1."""
+
+
 def check_args(args):
-    """Reject numbers the algorithm cannot run with, before anything is built."""
+    """Reject numbers the algorithm cannot run with, and runs that could never train, before anything is built."""
+    floats = [action.dest for action in make_parser()._actions if action.type is float]
+    not_finite = [name for name in floats if getattr(args, name) is not None and not math.isfinite(getattr(args, name))]
+    if not_finite:
+        raise UserError(f"--{not_finite[0].replace('_', '-')} must be a finite number, not {getattr(args, not_finite[0])}")
     checks = [
+        (args.seed >= 0, "--seed must be >= 0"),
         (args.total_steps > 0, "--total-steps must be > 0"),
         (args.learning_starts >= 0, "--learning-starts must be >= 0"),
+        (args.total_steps > args.learning_starts,
+         f"--total-steps ({args.total_steps}) must exceed --learning-starts ({args.learning_starts}), "
+         "or the run never trains"),
         (args.batch_size > 0, "--batch-size must be > 0"),
         (args.buffer_size > 0, "--buffer-size must be > 0"),
-        (args.batch_size <= args.buffer_size, "--batch-size must not exceed --buffer-size"),
+        (args.batch_size <= min(args.buffer_size, args.total_steps),
+         f"--batch-size ({args.batch_size}) must not exceed what the buffer can ever hold "
+         f"(min(--buffer-size, --total-steps) = {min(args.buffer_size, args.total_steps)}), or the run never trains"),
         (args.hidden > 0, "--hidden must be > 0"),
         (0 <= args.gamma <= 1, "--gamma (γ) must be in [0, 1]"),
         (0 < args.tau <= 1, "--tau (τ) must be in (0, 1]"),
@@ -964,11 +989,17 @@ def make_env(env_id, render_mode=None):
     warnings.filterwarnings("ignore", message=".*is out of date. You should consider upgrading")
     try:
         env = gym.make(env_id, render_mode=render_mode)
-    except gym.error.DependencyNotInstalled:
-        raise UserError(f"{env_id} needs MuJoCo, which is not installed: "
-                        "run  pip install -r requirements.txt") from None
+    except gym.error.DependencyNotInstalled as err:      # the package Gymnasium names: MuJoCo, Box2D, ...
+        hint = ";  pip install -r requirements.txt installs MuJoCo" if "mujoco" in str(err).lower() else ""
+        raise UserError(f"{env_id} cannot be built: {err}{hint}") from None
+    except ImportError as err:                           # a registered version this install cannot build
+        working = buildable_versions(gym, env_id)
+        hint = f"; use {' or '.join(working)}" if working else ""
+        raise UserError(f"{env_id} cannot be built here ({str(err).split(' (')[0].split(', for more')[0]})"
+                        f"{hint}") from None
     except gym.error.Error as err:
-        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=10, cutoff=0.6)
+        close = [name for name in close if can_build(gym, name)][:3]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"unknown environment {env_id!r} ({type(err).__name__}){hint}") from None
     space = env.action_space
@@ -979,6 +1010,23 @@ def make_env(env_id, render_mode=None):
     if len(env.observation_space.shape or ()) != 1:
         raise UserError(f"{env_id} has observations of shape {env.observation_space.shape}; this MLP needs a vector")
     return env, gym
+
+
+def can_build(gym, env_id):
+    """Whether gymnasium can make env_id with the packages installed here."""
+    try:
+        gym.make(env_id).close()
+        return True
+    except Exception:                                    # any reason at all: then we do not suggest it
+        return False
+
+
+def buildable_versions(gym, env_id):
+    """The other registered versions of a task that can be built here, e.g. Hopper-v3 -> [Hopper-v4, Hopper-v5]."""
+    name = env_id.rsplit("-v", 1)[0]
+    versions = sorted((key for key in gym.registry if key.rsplit("-v", 1)[0] == name and key != env_id),
+                      key=lambda key: int(key.rsplit("-v", 1)[1]) if key.rsplit("-v", 1)[1].isdigit() else 0)
+    return [key for key in versions if can_build(gym, key)]
 
 
 def versions():
@@ -1025,23 +1073,101 @@ def describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi):
     return run
 
 
+OS_ADVICE = {errno.ENOSPC: "the disk is full: free some space, or pass --runs-dir on another disk",
+             errno.EDQUOT: "the disk quota is used up: free some space, or pass --runs-dir on another disk",
+             errno.EROFS: "the file system is read-only: pass --runs-dir on a writable disk",
+             errno.ENOTDIR: "a file stands where a folder should be: pass another --runs-dir",
+             errno.EEXIST: "a file stands where a folder should be: pass another --runs-dir",
+             errno.EACCES: "permission denied: pass --runs-dir where you may write",
+             errno.EPERM: "permission denied: pass --runs-dir where you may write"}
+
+
+def os_failure(err, what, path):
+    """A SystemFailure for an OSError: what we were doing, with which path, why, and what to do."""
+    advice = OS_ADVICE.get(err.errno, err.strerror or str(err))
+    return SystemFailure(f"could not {what} {path}: {advice}")
+
+
+def write_atomically(path, write, mode="w"):
+    """write(f) to a temporary file, then rename it over path: a crash or a full disk at any moment leaves the old
+    file or the new one, never half of one, and no temporary file behind."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def lock_run_dir(run_dir):
+    """Hold an exclusive lock on RUN_DIR/run.lock until this process ends, so that no second process (a resume of a
+    run that is still going, say) writes to the same folder. Returns the open lock file: keep it."""
+    lock = open(os.path.join(run_dir, "run.lock"), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        raise UserError(f"{run_dir} is being written by {holder}; wait for it to end, or stop it first") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()} on {platform.node()}")
+    lock.flush()
+    return lock
+
+
 EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
                "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
 
 
 def new_run_dir(run, args):
-    """runs/<env>__<algo>__s<seed>__<time>/ with config.json and the header of eval.csv."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{args.env}__{args.algo}__s{args.seed}__{stamp}"
-    run["dir"] = run["config"]["run_dir"] = os.path.join(args.runs_dir, name)
-    os.makedirs(run["dir"], exist_ok=True)
-    with open(os.path.join(run["dir"], "config.json"), "w") as f:
-        json.dump(run["config"], f, indent=2)
-    with open(os.path.join(run["dir"], "eval.csv"), "w", newline="") as f:
-        csv.writer(f).writerow(EVAL_FIELDS)
+    """runs/<env>__<algo>__s<seed>__<time>/, made exclusively (a name already taken gets -2, -3, ...) and locked,
+    with config.json and the header of eval.csv."""
+    base = os.path.join(args.runs_dir, f"{args.env}__{args.algo}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        if os.path.exists(args.runs_dir) and not os.path.isdir(args.runs_dir):
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", args.runs_dir)
+        os.makedirs(args.runs_dir, exist_ok=True)
+        for n in itertools.count(1):
+            run["dir"] = base if n == 1 else f"{base}-{n}"
+            try:
+                os.mkdir(run["dir"])                     # atomic: two runs started in one second get two folders
+                break
+            except FileExistsError:
+                continue
+        run["lock"] = lock_run_dir(run["dir"])
+        run["config"]["run_dir"] = run["dir"]
+        write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(run["config"], f, indent=2))
+        write_atomically(os.path.join(run["dir"], "eval.csv"), lambda f: csv.writer(f).writerow(EVAL_FIELDS))
+    except OSError as err:
+        raise os_failure(err, "create the run folder in", args.runs_dir) from None
+    run["eval_fields"] = EVAL_FIELDS
 
 
-def print_header(run, args, agent):
+def buffer_bytes(capacity, n_obs, n_act):
+    """Bytes of a replay buffer: obs, act, rew, next_obs and terminated of every transition, in DTYPE."""
+    return capacity * (2 * n_obs + n_act + 2) * np.dtype(DTYPE).itemsize
+
+
+def check_memory(n_bytes, capacity):
+    """Stop with one line before allocating a buffer that does not fit in the memory available now (Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = 1024 * int(next(line for line in f if line.startswith("MemAvailable:")).split()[1])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return                                           # not Linux: numpy's MemoryError is caught in main
+    if n_bytes > available:
+        fits = capacity * available // n_bytes
+        raise SystemFailure(f"the replay buffer needs {n_bytes / 1e9:.1f} GB ({capacity:,} transitions) but "
+                            f"{available / 1e9:.1f} GB of memory is available: pass --buffer-size {fits:,} or less")
+
+
+def print_header(run, args, agent, buf):
     print(f"command: {run['config']['command']}", flush=True)
     print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
     print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
@@ -1050,6 +1176,8 @@ def print_header(run, args, agent):
           f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
           f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
           flush=True)
+    n_bytes = buffer_bytes(buf["capacity"], buf["obs"].shape[1], buf["act"].shape[1])
+    print(f"replay_buffer: capacity={buf['capacity']} bytes={n_bytes} ({n_bytes / 1e6:.0f} MB)", flush=True)
     print(f"run_dir: {run['dir']}", flush=True)
 
 
@@ -1057,15 +1185,22 @@ def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
     """One evaluation: a line to stdout and a row to eval.csv, then a checkpoint (if the weights are finite)."""
     step = loop["step"]
     loop["last_eval"] = float(returns.mean())
-    flops = max(0, step - args.learning_starts) * run["flops_iter"]
-    ratio = run["flops_iter"] / run["flops_iter_dense"]
-    row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes, run["params"],
-           run["params_dense"], f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}",
-           f"{flops:.4e}", f"{ratio:.4f}"]
-    with open(os.path.join(run["dir"], "eval.csv"), "a", newline="") as f:
-        csv.writer(f).writerow(row)
+    flops = loop["flops"]
+    ratio = flops / loop["flops_dense"] if loop["flops_dense"] else run["flops_iter"] / run["flops_iter_dense"]
+    params = sum(count_weights(agent[name])[0] for name in ("actor", "critic"))   # fewer after a drop-only update
+    row = {"step": step, "return_mean": f"{returns.mean():.2f}", "return_std": f"{returns.std():.2f}",
+           "episodes": args.eval_episodes, "params_nonzero": params, "params_dense": run["params_dense"],
+           "sparsity_actor": f"{sparsity_of(agent['actor']):.4f}",
+           "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}", "flops": f"{flops:.4e}",
+           "flops_vs_dense": f"{ratio:.4f}"}
+    path = os.path.join(run["dir"], "eval.csv")
+    try:
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, run["eval_fields"], extrasaction="ignore").writerow(row)
+    except OSError as err:
+        raise os_failure(err, "append to", path) from None
     print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
-          f"episodes={args.eval_episodes} params={run['params']}/{run['params_dense']} "
+          f"episodes={args.eval_episodes} params={params}/{run['params_dense']} "
           f"flops={flops:.3e} flops_vs_dense={ratio:.2f}", flush=True)
     bad = first_non_finite(agent)
     if bad is not None:                                  # never overwrite a good checkpoint with a broken one
@@ -1073,29 +1208,54 @@ def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
     save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
 
 
-def print_progress(step, t_log, args, loop, log, agent):
-    """One key=value progress line; returns the time it was printed."""
+def probe_iteration_seconds(n_obs, n_act, act_lo, act_hi, hp, n_iterations=20):
+    """Seconds per training iteration, timed on a throwaway agent and buffer with a generator of their own (the
+    run's generator is untouched): what the progress line's ETA uses until training has been measured."""
+    rng = np.random.default_rng(0)
+    agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
+    buf = buffer_init(hp["batch_size"], n_obs, n_act)
+    for _ in range(hp["batch_size"]):
+        buffer_add(buf, rng.standard_normal(n_obs), rng.uniform(act_lo, act_hi), 0.0, rng.standard_normal(n_obs), 0)
+    t0 = time.perf_counter()
+    for i in range(1, n_iterations + 1):
+        train_iteration(agent, buf, i, hp, rng)
+    return (time.perf_counter() - t0) / n_iterations
+
+
+def print_progress(step, args, loop, log, agent, clock):
+    """One key=value progress line: the speed of the last interval, the warm-up and training speeds of this
+    session so far, and the time left (during the warm-up: estimated from a timed probe of the iteration)."""
     now = time.perf_counter()
-    sps = args.log_every / (now - t_log)
-    # the random phase runs ~20x faster than training, so its speed says nothing about the time left
-    training_interval = step - args.log_every >= args.learning_starts
-    eta = format_duration((args.total_steps - step) / sps) if training_interval else "?"
-    losses = " ".join(f"{k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
-    print(f"step={step}/{args.total_steps} ({step / args.total_steps:.1%}) sps={sps:.0f} eta={eta} "
-          f"last_eval={loop['last_eval']:.1f} {losses} sparsity_actor={sparsity_of(agent['actor']):.3f} "
+    sps = args.log_every / (now - clock["last_log"])
+    clock["last_log"] = now
+    S, T = args.learning_starts, args.total_steps
+    speeds = ""
+    warm_steps = min(step, S) - min(clock["start_step"], S)
+    if warm_steps > 0:
+        warmup_sps = warm_steps / ((clock["warmup_end"] or now) - clock["start"])
+        speeds += f" warmup_sps={warmup_sps:.0f}"
+    if step > S:
+        train_start = clock["warmup_end"] or clock["start"]
+        train_sps = (step - max(S, clock["start_step"])) / (now - train_start)
+        speeds += f" train_sps={train_sps:.0f}"
+        eta = (T - step) / train_sps
+    else:                                                # warm-up: its own speed, then the probe's estimate
+        eta = (S - step) / warmup_sps + (T - S) * (clock["probe"] + 1 / warmup_sps)
+    losses = "".join(f" {k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
+    print(f"step={step}/{T} ({step / T:.1%}) sps={sps:.0f}{speeds} eta={format_duration(eta)} "
+          f"last_eval={loop['last_eval']:.1f}{losses} sparsity_actor={sparsity_of(agent['actor']):.3f} "
           f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
-    return now
 
 
 def print_topology(out, step, agent, hp):
     layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
               **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
-    grown = "drop-only" if topology_due(step - hp["learning_starts"], hp) == "drop" else None
+    drop_only = topology_due(step - hp["learning_starts"], hp) == "drop"
     print(f"topology step={step} iteration={step - hp['learning_starts']} "
-          + " ".join(f"{k}=-{v}/+{0 if grown else v}" for k, v in layers.items())
+          + " ".join(f"{k}=-{v}/+{0 if drop_only else v}" for k, v in layers.items())
           + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
           + f" sparsity_critic={sparsity_of(agent['critic']):.3f}"
-          + (" (the last update: drop only)" if grown else ""), flush=True)
+          + (" (the last update: drop only)" if drop_only else ""), flush=True)
 
 
 def check_losses(log, step, run):
@@ -1152,8 +1312,8 @@ def in_checkpoint(key):
 def save_checkpoint(path, agent, buf, rng, env, loop, config, save_buffer):
     """Everything a run needs to continue, as one .npz (plain arrays and JSON strings: no pickle).
 
-    Written to a temporary file first, then renamed over the old one: a rename is atomic, so a crash at any
-    moment leaves either the old checkpoint or the new one, never half of one."""
+    Written atomically (write_atomically): a crash or a full disk at any moment leaves the old checkpoint or
+    the new one, never half of one."""
     arrays = {f"{name}/{key}": np.asarray(value) for name in NETWORKS for key, value in agent[name].items()
               if in_checkpoint(key)}
     arrays.update({f"loop/{key}": np.asarray(value) for key, value in loop.items()})
@@ -1163,12 +1323,11 @@ def save_checkpoint(path, agent, buf, rng, env, loop, config, save_buffer):
     if save_buffer:
         arrays.update({f"buffer/{key}": buf[key][:buf["size"]] for key in BUFFER_KEYS})
         arrays["buffer/ptr"], arrays["buffer/size"] = np.array(buf["ptr"]), np.array(buf["size"])
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write_atomically(path, lambda f: np.savez(f, **arrays), mode="wb")
+    except OSError as err:
+        kept = "the previous checkpoint is kept" if os.path.exists(path) else "no checkpoint was kept"
+        raise SystemFailure(f"{os_failure(err, 'write the checkpoint', path)}; {kept}") from None
 
 
 def load_checkpoint(path):
@@ -1236,17 +1395,24 @@ def install_stop_handlers():
 
 
 
-def resume_from(data, agent, buf, rng, env, loop, run_dir):
+def resume_from(data, agent, buf, rng, env, loop, run):
     """Load a checkpoint into the freshly built run: networks, generator, buffer, env and loop state."""
-    path = os.path.join(run_dir, CHECKPOINT)
-    restore_agent(agent, data, path)
+    restore_agent(agent, data, run["checkpoint"])
     rng.bit_generator.state = json.loads(str(data["rng"]))
     loop["step"], loop["last_eval"] = int(data["loop/step"]), float(data["loop/last_eval"])
+    saved = run["config"]["args"]
+    run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], saved["batch_size"], saved["policy_delay"])
+    iterations = max(0, loop["step"] - saved["learning_starts"])
+    loop["flops"] = float(data.get("loop/flops", iterations * run["flops_iter"]))   # older checkpoints: estimated
+    loop["flops_dense"] = float(data.get("loop/flops_dense", iterations * run["flops_iter_dense"]))
     if "buffer/size" in data:
         size = int(data["buffer/size"])
         for key in BUFFER_KEYS:
             buf[key][:size] = data[f"buffer/{key}"]
-        buf["ptr"], buf["size"] = int(data["buffer/ptr"]), size
+        # TRAP: a run extended with --total-steps may have a larger buffer now; one that was full at its old
+        # capacity (pointer back at 0) goes on filling after its last transition, not over its first
+        buf["ptr"] = int(data["buffer/ptr"]) if size == buf["capacity"] else size
+        buf["size"] = size
     else:
         print("resume: the replay buffer was not saved (--save-buffer), so it refills from now on; "
               "the resumed run will differ from an uninterrupted one", flush=True)
@@ -1254,14 +1420,40 @@ def resume_from(data, agent, buf, rng, env, loop, run_dir):
     if not env_restore(env, data):
         loop["obs"] = env.reset()[0]
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
-    # an evaluation row written after the checkpoint (a crash between the two) would be repeated: drop it
-    csv_path = os.path.join(run_dir, "eval.csv")
-    with open(csv_path, newline="") as f:
-        rows = list(csv.reader(f))
-    with open(csv_path, "w", newline="") as f:
-        csv.writer(f).writerows([rows[0]] + [r for r in rows[1:] if int(r[0]) <= loop["step"]])
-    print(f"resume: continuing {run_dir} after step {loop['step']}", flush=True)
+    run["eval_fields"] = clean_eval_csv(os.path.join(run["dir"], "eval.csv"), loop["step"])
+    print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
 
+
+def clean_eval_csv(path, last_step):
+    """Make eval.csv hold exactly the evaluations up to the checkpoint's step, rewritten atomically, and return its
+    columns. Rows after that step (written after the checkpoint, before a crash) would be repeated, and blank or
+    malformed ones would break every reader: both are left out, the malformed ones with a warning. A missing
+    eval.csv is started anew, with a warning."""
+    if not os.path.exists(path):
+        print(f"resume: warning: {path} was missing; a new one starts with the evaluations after step "
+              f"{last_step}", flush=True)
+        write_atomically(path, lambda f: csv.writer(f).writerow(EVAL_FIELDS))
+        return EVAL_FIELDS
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    fields = rows[0] if rows and rows[0][:1] == ["step"] else EVAL_FIELDS   # the file's own columns, if any
+    body = rows[1:] if rows and rows[0][:1] == ["step"] else rows
+    good = [row for row in body if is_eval_row(row, fields)]
+    if len(good) < len(body):
+        print(f"resume: warning: left out {len(body) - len(good)} blank or malformed rows of {path}", flush=True)
+    kept = [row for row in good if int(row[0]) <= last_step]
+    write_atomically(path, lambda f: csv.writer(f).writerows([fields] + kept))
+    return fields
+
+
+def is_eval_row(row, fields):
+    """A row of eval.csv with one number per column (the step an integer)."""
+    try:
+        int(row[0])
+        [float(value) for value in row]
+        return len(row) == len(fields)
+    except (ValueError, IndexError):
+        return False
 
 
 # =============================================================================
@@ -1318,8 +1510,9 @@ def print_profile(prof, wall, n_iterations):
 # =============================================================================
 # 16. Evaluating a saved policy (--load CHECKPOINT --eval-only).
 # =============================================================================
-def eval_only(args):
-    """Evaluate a saved policy, deterministically, and print mean ± std."""
+def eval_only(args, argv):
+    """Evaluate a saved policy, deterministically, and print mean ± std. --load takes a checkpoint or a run folder;
+    the task is the checkpoint's unless --env is given."""
     if not (args.load and args.eval_only):
         raise UserError("--load and --eval-only go together; to continue a run use --resume RUN_DIR")
     check_args(args)
@@ -1327,13 +1520,15 @@ def eval_only(args):
                                                                  or os.environ.get("WAYLAND_DISPLAY")):
         raise UserError("--render needs a display, and none was found (DISPLAY is not set); "
                         "drop --render to evaluate without a window")
-    data = load_checkpoint(args.load)
-    env, _ = make_env(args.env, render_mode="human" if args.render else None)
-    check_checkpoint_sizes(data, env.observation_space.shape[0], env.action_space.shape[0], args.env, args.load)
+    path = os.path.join(args.load, CHECKPOINT) if os.path.isdir(args.load) else args.load
+    data = load_checkpoint(path)
+    saved = json.loads(str(data["config"]))["args"]
+    env_id = args.env if "env" in flags_given(argv) else saved["env"]
+    env, _ = make_env(env_id, render_mode="human" if args.render else None)
+    check_checkpoint_sizes(data, env.observation_space.shape[0], env.action_space.shape[0], env_id, path)
     actor = {key.split("/", 1)[1]: value for key, value in data.items() if key.startswith("actor/")}
-    seed = json.loads(str(data["config"]))["args"]["seed"]
-    returns = evaluate(actor, env, args.eval_episodes, seed + 100)
-    print(f"eval_only checkpoint={args.load} env={args.env} episodes={args.eval_episodes} "
+    returns = evaluate(actor, env, args.eval_episodes, saved["seed"] + 100)
+    print(f"eval_only checkpoint={path} env={env_id} episodes={args.eval_episodes} "
           f"return_mean={returns.mean():.2f} return_std={returns.std():.2f} "
           f"(mean ± std: {returns.mean():.1f} ± {returns.std():.1f})", flush=True)
     env.close()
@@ -1343,58 +1538,111 @@ def eval_only(args):
 # =============================================================================
 # 17. main: build the run, watch the training loop of Part I, and report.
 # =============================================================================
+def flags_given(argv):
+    """The flags written on the command line (as argparse dests), in either form: --flag value or --flag=value."""
+    given = set()
+    for action in make_parser()._actions:
+        if any(arg == opt or arg.startswith(opt + "=") for opt in action.option_strings for arg in argv):
+            given.add(action.dest)
+    return given
+
+
+def resumed_args(args, argv):
+    """The configuration of the run in RUN_DIR, locked against a second writer. --total-steps may extend the run;
+    any other flag is an error, since the run keeps the settings it started with."""
+    extra = sorted(flags_given(argv) - {"resume", "total_steps"})
+    if extra:
+        raise UserError(f"--resume keeps every setting of the run's config.json; only --total-steps may extend it "
+                        f"(drop {', '.join('--' + name.replace('_', '-') for name in extra)}, or start a new run)")
+    if not os.path.isdir(args.resume):
+        raise UserError(f"run folder {args.resume} does not exist")
+    try:
+        lock = lock_run_dir(args.resume)                 # before anything in the folder is read or changed
+    except OSError as err:
+        raise os_failure(err, "lock the run folder", args.resume) from None
+    data = load_checkpoint(os.path.join(args.resume, CHECKPOINT))
+    config = json.loads(str(data["config"]))
+    saved = {**vars(make_parser().parse_args([])), **config["args"], "resume": args.resume}
+    if "total_steps" in flags_given(argv):
+        reached = int(data["loop/step"])
+        if args.total_steps <= reached:
+            raise UserError(f"--total-steps {args.total_steps} must exceed the step this run has reached ({reached})")
+        saved["total_steps"] = config["args"]["total_steps"] = args.total_steps
+        config.setdefault("extended", []).append(reproduce_command(argv))
+    return argparse.Namespace(**saved), data, config, lock
+
+
 def start_run(args, argv):
     """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint."""
     data = None
     if args.resume:                                      # the run's own configuration, not today's flags
-        data = load_checkpoint(os.path.join(args.resume, CHECKPOINT))
-        args = argparse.Namespace(**{**json.loads(str(data["config"]))["args"], "resume": args.resume})
+        args, data, config, lock = resumed_args(args, argv)
     check_args(args)
     env, _ = make_env(args.env)
     eval_env, _ = make_env(args.env)
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    capacity = min(args.buffer_size, args.total_steps)
+    check_memory(buffer_bytes(capacity, n_obs, n_act), capacity)
     hp = hyperparameters(args)
     rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
     try:
         agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
     except ValueError as err:
         raise UserError(f"{err}; ask for a lower --sparsity") from None
-    buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
+    buf = buffer_init(capacity, n_obs, n_act)
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
-    loop = {"step": 0, "last_eval": float("nan"), "obs": obs}   # the loop's state, saved with checkpoints
+    loop = {"step": 0, "last_eval": float("nan"), "obs": obs,    # the loop's state, saved with checkpoints
+            "flops": 0.0, "flops_dense": 0.0}                     # training FLOPs so far, and dense TD3's
     run = describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi)
     if data is None:
         new_run_dir(run, args)
+        run["checkpoint"] = os.path.join(run["dir"], CHECKPOINT)
     else:
-        run["dir"], run["config"] = args.resume, json.loads(str(data["config"]))
-        resume_from(data, agent, buf, rng, env, loop, run["dir"])
-    run["checkpoint"] = os.path.join(run["dir"], CHECKPOINT)
-    print_header(run, args, agent)
-    return args, hp, agent, env, eval_env, buf, rng, loop, run
+        run.update({"dir": args.resume, "config": config, "lock": lock,
+                    "checkpoint": os.path.join(args.resume, CHECKPOINT)})
+        try:
+            write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(config, f, indent=2))
+            resume_from(data, agent, buf, rng, env, loop, run)
+        except OSError as err:
+            raise os_failure(err, "update", run["dir"]) from None
+    print_header(run, args, agent, buf)
+    warm_up_left = loop["step"] < args.learning_starts
+    clock = {"probe": probe_iteration_seconds(n_obs, n_act, act_lo, act_hi, hp) if warm_up_left else 0.0}
+    return args, hp, agent, env, eval_env, buf, rng, loop, run, clock
 
 
 def run_training(args, argv):
     """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
-    args, hp, agent, env, eval_env, buf, rng, loop, run = start_run(args, argv)
+    args, hp, agent, env, eval_env, buf, rng, loop, run, clock = start_run(args, argv)
     stop, previous_handlers = install_stop_handlers()
     prof, originals = install_profiler(env) if args.profile else ({}, {})
     log, n_iterations = {}, 0
-    t_start = t_log = time.perf_counter()
+    clock.update(start=time.perf_counter(), start_step=loop["step"], warmup_end=None)
+    clock["last_log"] = clock["start"]
+    if loop["step"] >= args.learning_starts:
+        clock["warmup_end"] = clock["start"]
     try:
         for step, info in train(agent, env, eval_env, buf, hp, rng, loop):
             if "eval_returns" in info:
                 record_evaluation(info["eval_returns"], agent, buf, rng, env, loop, run, args)
             else:
-                n_iterations += "loss_q" in info
+                if "loss_q" in info:
+                    n_iterations += 1
+                    loop["flops"] += run["flops_iter"]
+                    loop["flops_dense"] += run["flops_iter_dense"]
                 log.update(info)
                 check_losses(info, step, run)            # before the evaluation: never evaluate a NaN policy
                 if "topology_actor" in info:
                     print_topology(info, step, agent, hp)
+                    run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], args.batch_size,
+                                                        args.policy_delay)   # fewer after a drop-only update
+                if step == args.learning_starts:
+                    clock["warmup_end"] = time.perf_counter()
                 if eval_due(step, hp):
                     continue                             # this step's evaluation is the next yield
             if step % args.log_every == 0:
-                t_log = print_progress(step, t_log, args, loop, log, agent)
+                print_progress(step, args, loop, log, agent, clock)
             if stop["signal"] is not None and step < args.total_steps:
                 save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
                 print(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: "
@@ -1405,7 +1653,7 @@ def run_training(args, argv):
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
         remove_profiler(originals)
-    wall = time.perf_counter() - t_start
+    wall = time.perf_counter() - clock["start"]
     print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={loop['last_eval']:.1f} "
           f"run_dir={run['dir']}", flush=True)
     print(f"reproduce: {run['config']['command']}", flush=True)
@@ -1419,7 +1667,7 @@ def main(argv=None):
     args = make_parser().parse_args(argv)
     try:
         if args.eval_only or args.load:
-            return eval_only(args)
+            return eval_only(args, argv)
         # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)
         with np.errstate(over="ignore", invalid="ignore"):
             return run_training(args, argv)
@@ -1428,6 +1676,12 @@ def main(argv=None):
         return 2
     except TrainingStopped as err:
         print(f"dst_td3.py: training stopped: {err}", file=sys.stderr, flush=True)
+        return 1
+    except SystemFailure as err:
+        print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
+        return 1
+    except MemoryError:                                  # where check_memory cannot look (not Linux)
+        print("dst_td3.py: error: out of memory: pass a smaller --buffer-size", file=sys.stderr, flush=True)
         return 1
 
 

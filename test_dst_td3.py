@@ -4,6 +4,7 @@ Finite differences are the oracle for every backward (float64). The rest checks 
 networks, the TD3 math on hand-made inputs, the CLI, determinism, and one real learning run.
 """
 import csv
+import errno
 import glob
 import itertools
 import json
@@ -630,6 +631,16 @@ def test_help_documents_every_flag():
     (["--update-period", "5", "--policy-delay", "2"], "multiple of --policy-delay"),
     (["--tau", "0"], "--tau"),
     (["--gamma", "1.5"], "--gamma"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--expl-noise", "inf"], "--expl-noise must be a finite number, not inf"),
+    (["--lr", "nan"], "--lr must be a finite number, not nan"),
+    (["--total-steps", "1000", "--learning-starts", "1000"], "or the run never trains"),
+    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "what the buffer can ever hold"),
+    (["--env", "Hopper-v3"], "use Hopper-v4"),                         # needs the retired mujoco-py
+    (["--env", "Reacher-v2"], "use Reacher-v4"),
+    (["--env", "Pusher-v4"], "use Pusher-v5"),                          # needs mujoco < 3
+    (["--env", "Reacher-v9"], "did you mean Reacher-v5, Reacher-v4?"),  # not Reacher-v2: it cannot be built
+    (["--env", "CarRacing-v3"], "Box2D is not installed"),              # the dependency Gymnasium names
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, message):
     res = run_cli(*argv, "--runs-dir", "/nonexistent-never-created")
@@ -819,3 +830,138 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     data = np.load(os.path.join(only_run_dir(tmp_path), "checkpoint.npz"))
     assert int(data["loop/step"]) == 100 and all(np.isfinite(data[k]).all() for k in data.files
                                                  if k.startswith("actor/"))
+
+
+# ----------------------------------------------------------------------------- nothing lost, never a traceback
+def assert_os_failure(code, stderr, message):
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("dst_td3.py: error:"), (code, stderr)
+    assert message in lines[0] and "Traceback" not in stderr, stderr
+
+
+def no_temporary_files(folder):
+    return [p for p in glob.glob(os.path.join(str(folder), "**", "*.tmp"), recursive=True)]
+
+
+@pytest.mark.parametrize("case", ["runs-dir is a file", "read-only", "disk full", "too little memory"])
+def test_os_failures_are_one_line_exit_1_and_leave_nothing_behind(tmp_path, monkeypatch, capsys, case):
+    pytest.importorskip("mujoco")
+    argv = [*SHORT, "--total-steps", "600", "--runs-dir", str(tmp_path / "runs")]
+    if case == "runs-dir is a file":
+        (tmp_path / "runs").write_text("a file, not a folder")
+        message = "a file stands where a folder should be"
+    elif case == "read-only":
+        def read_only(path, *rest, **keywords):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        monkeypatch.setattr(os, "mkdir", read_only)
+        message = "the file system is read-only"
+    elif case == "disk full":                            # the second checkpoint meets a full disk
+        real_savez, calls = np.savez, []
+
+        def savez_then_full(f, **arrays):
+            calls.append(1)
+            if len(calls) == 2:
+                f.write(b"half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_savez(f, **arrays)
+        monkeypatch.setattr(np, "savez", savez_then_full)
+        message = "the disk is full"
+    else:
+        argv = ["--env", "Humanoid-v4", "--total-steps", "10000000000000", "--buffer-size", "10000000000000",
+                "--runs-dir", str(tmp_path / "runs")]
+        message = "pass --buffer-size"
+    code = d.main(argv)
+    err = capsys.readouterr().err
+    assert_os_failure(code, err, message)
+    assert no_temporary_files(tmp_path) == [], "a failed write must leave no temporary file"
+    if case == "disk full":                              # the first checkpoint (step 300) is kept, whole
+        assert "the previous checkpoint is kept" in err, err
+        (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+        assert int(np.load(os.path.join(run_dir, "checkpoint.npz"))["loop/step"]) == 300
+
+
+def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mujoco")
+    monkeypatch.setattr(d.time, "strftime", lambda *_: "20261124-120000")     # the same second, for sure
+    for lr in ("1e-3", "3e-4"):
+        assert d.main([*SHORT, "--total-steps", "300", "--lr", lr, "--runs-dir", str(tmp_path)]) == 0
+    folders = sorted(glob.glob(str(tmp_path / "*")))
+    assert [os.path.basename(f) for f in folders] == ["Hopper-v4__ds-td3__s0__20261124-120000",
+                                                      "Hopper-v4__ds-td3__s0__20261124-120000-2"]
+    for folder, lr in zip(folders, (1e-3, 3e-4)):        # each folder holds its own run, and only its own rows
+        assert json.load(open(os.path.join(folder, "config.json")))["args"]["lr"] == lr
+        with open(os.path.join(folder, "eval.csv")) as f:
+            assert [row["step"] for row in csv.DictReader(f)] == ["300"]
+
+
+def test_a_run_folder_being_written_is_locked(tmp_path):
+    pytest.importorskip("mujoco")
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), *SHORT, "--runs-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step=200/"):             # running, and past its first writes
+                break
+        run_dir = only_run_dir(tmp_path)
+        res = run_cli("--resume", run_dir)
+        assert_one_line_error(res, f"{run_dir} is being written by process {proc.pid}")
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def finished_short_run(tmp_path):
+    assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path)).returncode == 0
+    return only_run_dir(tmp_path)
+
+
+def eval_steps(run_dir):
+    with open(os.path.join(run_dir, "eval.csv")) as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+def test_resume_keeps_eval_csv_whole_and_extends_the_run(tmp_path):
+    pytest.importorskip("mujoco")
+    run_dir = finished_short_run(tmp_path)
+    path = os.path.join(run_dir, "eval.csv")
+    good = open(path).read()
+    with open(path, "a") as f:                           # a blank line and a malformed row
+        f.write("\n1000,not a number\n")
+    res = run_cli("--resume", run_dir, "--total-steps", "1200")
+    assert res.returncode == 0, res.stderr
+    assert "left out 2 blank or malformed rows" in res.stdout
+    assert open(path).read().startswith(good) and eval_steps(run_dir) == [300, 600, 900, 1200]
+    assert json.load(open(os.path.join(run_dir, "config.json")))["args"]["total_steps"] == 1200
+    os.remove(path)                                      # a deleted eval.csv starts anew, with a warning
+    res = run_cli("--resume", run_dir, "--total-steps", "1500")
+    assert res.returncode == 0 and "was missing" in res.stdout, res.stdout + res.stderr
+    assert eval_steps(run_dir) == [1500]
+    assert no_temporary_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--lr", "1e-4"], "only --total-steps may extend it (drop --lr"),
+    (["--save-buffer"], "only --total-steps may extend it (drop --save-buffer"),
+    (["--total-steps", "900"], "must exceed the step this run has reached (900)"),
+])
+def test_resume_rejects_other_flags_and_changes_nothing(tmp_path, argv, message):
+    pytest.importorskip("mujoco")
+    run_dir = finished_short_run(tmp_path)
+    before = {name: open(os.path.join(run_dir, name), "rb").read() for name in ("eval.csv", "config.json",
+                                                                                 "checkpoint.npz")}
+    assert_one_line_error(run_cli("--resume", run_dir, *argv), message)
+    for name, content in before.items():
+        assert open(os.path.join(run_dir, name), "rb").read() == content, name
+
+
+def test_first_hour_eta_in_the_warm_up_load_a_run_folder_and_help_defaults(tmp_path):
+    pytest.importorskip("mujoco")
+    res = run_cli(*SMOKE, "--runs-dir", str(tmp_path))
+    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("step=")}
+    warm, train = lines["step=100/300"], lines["step=200/300"]
+    assert "eta=?" not in warm and "warmup_sps=" in warm and "train_sps=" not in warm, warm
+    assert "train_sps=" in train, train
+    assert "replay_buffer: capacity=300 bytes=32400 " in res.stdout          # 300 x (11+3+11+2) x 4 bytes
+    res = run_cli("--load", only_run_dir(tmp_path), "--eval-only", "--eval-episodes", "1")   # a folder, no --env
+    assert res.returncode == 0 and "env=Hopper-v4" in res.stdout, res.stderr
+    assert "(default: None)" not in run_cli("--help").stdout

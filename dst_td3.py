@@ -93,7 +93,8 @@ A map of the file:
      5 Adam                                                    10 the training loop
   PART II — running it (what a user needs around the method)
     11 command line and input checks   12 environments   13 run folders and logs
-    14 checkpoints, resume and signals   15 profiling   16 evaluating a saved policy   17 main
+    14 checkpoints, resume and signals   15 profiling   16 evaluating a saved policy   17 the run report
+    18 main
 
 Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/eval.csv):
   sps            environment steps per second over the last log interval (training included)
@@ -910,6 +911,13 @@ def make_parser():
     g.add_argument("--eval-only", action="store_true",
                    help="evaluate the --load policy for --eval-episodes episodes on --env and exit")
     g.add_argument("--render", action="store_true", help="with --eval-only: show the episodes in a window")
+
+    g = p.add_argument_group("the run report (the paper's table and learning curves over runs and seeds)")
+    g.add_argument("--report", type=str, nargs="+", default=None, metavar="DIR",
+                   help="print the paper's metrics for every run below the DIRs, grouped by env and algo, and "
+                        "write their learning curves as an SVG figure; trains nothing")
+    g.add_argument("--figure", type=str, default=None, metavar="SVG",
+                   help="with --report: where to write the figure; default: report.svg in the first DIR")
     return p
 
 
@@ -1536,7 +1544,218 @@ def eval_only(args, argv):
 
 
 # =============================================================================
-# 17. main: build the run, watch the training loop of Part I, and report.
+# 17. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
+# =============================================================================
+# [DS-TD3, Fig. 2], read off the curves by eye (±10-15 %; gym v3, mean of 5 seeds): {(task, algo): {step: return}}
+PAPER_CURVES = {
+    ("HalfCheetah", "ds-td3"): {50_000: 4500, 100_000: 7200, 150_000: 8600, 200_000: 9400, 250_000: 9900,
+                                300_000: 10100},
+    ("HalfCheetah", "static-td3"): {50_000: 4200, 100_000: 6600, 150_000: 7700, 200_000: 8200, 250_000: 8500,
+                                    300_000: 8800},
+    ("HalfCheetah", "td3"): {50_000: 4000, 100_000: 6000, 150_000: 7300, 200_000: 8000, 250_000: 8400,
+                             300_000: 8700},
+    ("Walker2d", "ds-td3"): {50_000: 300, 100_000: 450, 150_000: 700, 200_000: 1400, 250_000: 2700, 300_000: 3500},
+    ("Walker2d", "td3"): {50_000: 300, 100_000: 400, 150_000: 550, 200_000: 900, 250_000: 1300, 300_000: 1900},
+    ("Hopper", "ds-td3"): {50_000: 400, 100_000: 900, 150_000: 1600, 200_000: 2200, 250_000: 2800, 300_000: 3000},
+    ("Hopper", "td3"): {50_000: 400, 100_000: 900, 150_000: 1500, 200_000: 2000, 250_000: 2500, 300_000: 2700},
+}
+ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order; also the figure's colours
+COLOURS = {"ds-td3": "#d62728", "static-td3": "#2ca02c", "td3": "#1f77b4"}
+NOT_SETTINGS = {"seed", "total_steps", "runs_dir", "resume", "log_every", "profile", "save_buffer", "load",
+                "eval_only", "render", "report", "figure"}   # flags that do not change what a run learns
+LAST_EVALS = 10                                          # the paper's final return: the mean of the last 10
+
+
+def report_warning(message):
+    print(f"report: warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_run(path):
+    """One run folder: its arguments and its evaluations as arrays, or None (with a warning) if it has none."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+        args = config["args"]
+        args["env"], args["algo"]
+    except (OSError, ValueError, KeyError, TypeError):
+        report_warning(f"{path} is not a run (no readable config.json); left out")
+        return None
+    try:
+        with open(os.path.join(path, "eval.csv"), newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError:
+        rows = []
+    fields = rows[0] if rows else EVAL_FIELDS
+    good = [dict(zip(fields, row)) for row in rows[1:] if is_eval_row(row, fields)]
+    if len(good) < len(rows) - 1:
+        report_warning(f"left out {len(rows) - 1 - len(good)} blank or malformed rows of {path}/eval.csv")
+    if not good:
+        report_warning(f"{path} has no evaluations yet; left out")
+        return None
+    return {"dir": path, "args": args, "params": config.get("params_nonzero"),
+            "steps": np.array([int(row["step"]) for row in good]),
+            "returns": np.array([float(row["return_mean"]) for row in good]),
+            "flops_vs_dense": float(good[-1].get("flops_vs_dense", "nan"))}
+
+
+def read_runs(folders):
+    """Every run folder below the given folders (a folder with a config.json or an eval.csv)."""
+    runs = []
+    for top in folders:
+        if not os.path.isdir(top):
+            report_warning(f"{top} is not a folder; left out")
+            continue
+        found = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
+        if not found:
+            report_warning(f"no run folders below {top}")
+        runs += [run for run in map(read_run, found) if run is not None]
+    return runs
+
+
+def group_runs(runs):
+    """{(env, algo): [runs]} in the report's order, with a warning for a group whose runs differ in a setting."""
+    groups = {}
+    for run in sorted(runs, key=lambda r: (r["args"]["env"], ALGOS.index(r["args"]["algo"]), r["args"]["seed"])):
+        groups.setdefault((run["args"]["env"], run["args"]["algo"]), []).append(run)
+    for (env, algo), members in groups.items():
+        for key in sorted(set().union(*(m["args"] for m in members)) - NOT_SETTINGS):
+            values = sorted({json.dumps(m["args"].get(key)) for m in members})
+            if len(values) > 1:
+                report_warning(f"{env} {algo}: the runs differ in {key} ({', '.join(values)}); compared anyway")
+    return groups
+
+
+def group_curve(members, cut):
+    """The evaluations of a group up to step `cut`, at the steps every run has: (steps, returns (runs, steps))."""
+    steps = sorted(set.intersection(*(set(m["steps"][m["steps"] <= cut].tolist()) for m in members)))
+    returns = np.array([[m["returns"][m["steps"] == s][0] for s in steps] for m in members])
+    return np.array(steps), returns
+
+
+def group_metrics(members, cut):
+    """The paper's metrics of one group up to step `cut` [DS-TD3, Table 2 and Sec. 5]."""
+    steps, returns = group_curve(members, cut)
+    final = returns[:, -LAST_EVALS:].mean(axis=1)        # per seed: the mean of its last 10 evaluations
+    area = returns.mean(axis=1)                          # per seed: the learning-curve area, unnormalised
+    params = [m["params"] for m in members if m["params"] is not None]
+    return {"seeds": len(members), "steps": int(steps[-1]) if steps.size else 0, "curve_steps": steps,
+            "curve_mean": returns.mean(axis=0), "curve_std": returns.std(axis=0),
+            "final": (final.mean(), final.std()), "area": (area.mean(), area.std()),
+            "params": np.mean(params) if params else float("nan"),
+            "flops_vs_dense": np.mean([m["flops_vs_dense"] for m in members])}
+
+
+def reaches(metrics, target):
+    """The first step at which the seed-mean curve reaches `target`, or None."""
+    hit = np.flatnonzero(metrics["curve_mean"] >= target)
+    return int(metrics["curve_steps"][hit[0]]) if hit.size else None
+
+
+def print_report(groups, cuts):
+    """The table, one row per group, in Markdown (README, Results)."""
+    print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
+          "| reaches TD3's final return at | nonzero weights | training FLOPs vs dense | paper at this step (Fig. 2) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (env, algo), members in groups.items():
+        m = group_metrics(members, cuts[env])
+        dense = groups.get((env, "td3"))
+        target = group_metrics(dense, cuts[env])["final"][0] if dense else None
+        step = reaches(m, target) if target is not None else None
+        when = ("—" if target is None else "not reached" if step is None
+                else f"{step:,} ({step / m['steps']:.0%} of the steps)")
+        paper = PAPER_CURVES.get((env.split("-")[0], algo), {}).get(m["steps"])
+        print(f"| {env} | {algo} | {m['seeds']} | {m['steps']:,} | {m['final'][0]:.0f} ± {m['final'][1]:.0f} "
+              f"| {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} | {m['params']:,.0f} "
+              f"| {m['flops_vs_dense']:.2f}× | {'—' if paper is None else f'{paper:,}'} |", flush=True)
+
+
+def nice_ticks(lo, hi, n=5):
+    """About n round numbers (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+    raw = (hi - lo) / n
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(f * power for f in (1, 2, 5, 10) if f * power >= raw)
+    return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+
+
+def svg_panel(env, curves, x0, width=340, height=250, left=55, top=30, bottom=40):
+    """One panel: axes, ticks and, per algorithm, the seed-mean curve and a ±1 std band, in pixels. Each curve
+    also carries the numbers it was drawn from (data-points: step,return pairs), so that a reader can check it."""
+    x_max = max(c["curve_steps"][-1] for c in curves.values())
+    y_lo = min((c["curve_mean"] - c["curve_std"]).min() for c in curves.values())
+    y_hi = max((c["curve_mean"] + c["curve_std"]).max() for c in curves.values())
+    pad = 0.05 * (y_hi - y_lo) or 1.0
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+    plot_w, plot_h = width - left - 25, height - top - bottom
+    px, py = x0 + left, top + plot_h                     # the pixel of the data point (0, y_lo)
+
+    def xy(step, ret):                                   # data -> pixels; the y axis points down in SVG
+        return f"{px + step * plot_w / x_max:.1f},{py - (ret - y_lo) * plot_h / (y_hi - y_lo):.1f}"
+
+    out = [f'<g id="panel-{env}">', f'<text x="{px + plot_w / 2}" y="{top - 10}" text-anchor="middle">{env}</text>',
+           f'<rect x="{px}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>',
+           f'<text x="{px + plot_w / 2}" y="{py + 32}" text-anchor="middle">environment steps</text>']
+    for t in nice_ticks(0, x_max, 4):
+        x, _ = xy(t, y_lo).split(",")
+        out.append(f'<line x1="{x}" y1="{py}" x2="{x}" y2="{py + 4}" stroke="#444"/>'
+                   f'<text x="{x}" y="{py + 16}" text-anchor="middle">{t / 1000:g}k</text>')
+    for t in nice_ticks(y_lo, y_hi):
+        _, y = xy(0, t).split(",")
+        out.append(f'<line x1="{px - 4}" y1="{y}" x2="{px}" y2="{y}" stroke="#444"/>'
+                   f'<text x="{px - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{t:g}</text>')
+    for algo, c in curves.items():
+        steps, mean, std = c["curve_steps"], c["curve_mean"], c["curve_std"]
+        band = [xy(s, r) for s, r in zip(steps, mean + std)] + [xy(s, r) for s, r in zip(steps[::-1], (mean - std)[::-1])]
+        out.append(f'<polygon id="{env}/{algo}/band" fill="{COLOURS[algo]}" fill-opacity="0.2" stroke="none" '
+                   f'points="{" ".join(band)}"/>')
+        out.append(f'<polyline id="{env}/{algo}/mean" fill="none" stroke="{COLOURS[algo]}" stroke-width="1.5" '
+                   f'points="{" ".join(xy(s, r) for s, r in zip(steps, mean))}" '
+                   f'data-points="{" ".join(f"{s},{r:.2f}" for s, r in zip(steps, mean))}"/>')
+    return out + ["</g>"]
+
+
+def write_figure(path, panels, width=340, height=250):
+    """The SVG figure: one panel per environment and a legend, as text (no plotting library)."""
+    algos = [a for a in ALGOS if any(a in curves for curves in panels.values())]
+    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height + 45}" '
+             f'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>',
+             f'<text x="55" y="{height + 10}">evaluation return, mean over seeds ± 1 std</text>']
+    for i, algo in enumerate(algos):
+        x = 55 + 110 * i
+        lines.append(f'<line x1="{x}" y1="{height + 27}" x2="{x + 20}" y2="{height + 27}" stroke="{COLOURS[algo]}" '
+                     f'stroke-width="2"/><text x="{x + 25}" y="{height + 31}">{algo.upper()}</text>')
+    for i, (env, curves) in enumerate(panels.items()):
+        lines += svg_panel(env, curves, i * width, width, height)
+    lines.append("</svg>")
+    write_atomically(path, lambda f: f.write("\n".join(lines) + "\n"))
+
+
+def report(folders, figure):
+    """--report: read every run below the folders, print the table and write the figure. Returns the exit code."""
+    groups = group_runs(read_runs(folders))
+    if not groups:
+        raise UserError(f"no runs with evaluations below {', '.join(folders)}")
+    cuts = {}
+    for env in dict.fromkeys(env for env, _ in groups):
+        last = [int(run["steps"][-1]) for (e, _), members in groups.items() if e == env for run in members]
+        cuts[env] = min(last)
+        if max(last) > cuts[env]:
+            report_warning(f"{env}: the runs end between step {cuts[env]:,} and {max(last):,}; all are compared "
+                           f"up to step {cuts[env]:,}, the shortest")
+    print_report(groups, cuts)
+    panels = {}
+    for (env, algo), members in groups.items():
+        panels.setdefault(env, {})[algo] = group_metrics(members, cuts[env])
+    figure = figure or os.path.join(folders[0], "report.svg")
+    try:
+        write_figure(figure, panels)
+    except OSError as err:
+        raise os_failure(err, "write the figure", figure) from None
+    print(f"figure: {figure}", flush=True)
+    return 0
+
+
+# =============================================================================
+# 18. main: build the run, watch the training loop of Part I, and report.
 # =============================================================================
 def flags_given(argv):
     """The flags written on the command line (as argparse dests), in either form: --flag value or --flag=value."""
@@ -1666,6 +1885,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
     try:
+        if args.report:
+            return report(args.report, args.figure)
         if args.eval_only or args.load:
             return eval_only(args, argv)
         # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)

@@ -965,3 +965,89 @@ def test_first_hour_eta_in_the_warm_up_load_a_run_folder_and_help_defaults(tmp_p
     res = run_cli("--load", only_run_dir(tmp_path), "--eval-only", "--eval-episodes", "1")   # a folder, no --env
     assert res.returncode == 0 and "env=Hopper-v4" in res.stdout, res.stderr
     assert "(default: None)" not in run_cli("--help").stdout
+
+
+# ----------------------------------------------------------------------------- the run report
+def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, **args):
+    """A hand-made run folder: config.json and an eval.csv with one evaluation every 5,000 steps."""
+    os.makedirs(folder)
+    config = {"args": {**vars(d.make_parser().parse_args([])), "env": env, "algo": algo, "seed": seed, **args},
+              "params_nonzero": params}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(folder, "eval.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(d.EVAL_FIELDS)
+        for i, ret in enumerate(returns, start=1):
+            writer.writerow([5000 * i, ret, 1.0, 10, params, 1000, 0.5, 0.5, 1e9 * i, flops_vs_dense])
+
+
+def report_rows(stdout):
+    return {tuple(cells[:2]): cells for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines()
+             if line.startswith("| Hopper") or line.startswith("| Walker"))}
+
+
+def test_report_table_numbers_on_hand_made_runs(tmp_path, capsys):
+    dense = [np.arange(12) * 100.0, np.arange(12) * 100.0 + 200]       # final: mean of the last 10
+    sparse = [np.arange(12) * 150.0, np.arange(12) * 150.0 + 60]
+    for seed in (0, 1):
+        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, dense[seed], 1000, 1.0)
+        make_run(tmp_path / f"ds-{seed}", "Hopper-v4", "ds-td3", seed, sparse[seed], 500, 0.5)
+    assert d.main(["--report", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    rows = report_rows(out.out)
+    finals = [r[2:].mean() for r in dense]               # 650 and 850: 750 ± 100
+    # TD3's seed-mean curve 100·i + 100 (i = 0..11, step 5,000·(i + 1)) first reaches its 750 at i = 7
+    assert rows[("Hopper-v4", "td3")][2:8] == ["2", "60,000", "750 ± 100", f"{np.mean(dense):.0f} ± 100",
+                                               "40,000 (67% of the steps)", "1,000"], "report: the TD3 row"
+    # DS-TD3's seed-mean curve 150·i + 30 first reaches 750 at i = 5 (step 30,000)
+    ds = rows[("Hopper-v4", "ds-td3")]
+    assert ds[4] == f"{np.mean([r[2:].mean() for r in sparse]):.0f} ± 30" and ds[6].startswith("30,000 (50%"), ds
+    assert ds[7] == "500" and ds[8] == "0.50×" and np.mean(finals) == 750
+    assert out.err == ""                                 # nothing odd here: no warning
+
+
+def test_report_figure_parses_and_its_curves_are_the_csvs(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+    rng = np.random.default_rng(0)
+    returns = {(algo, seed): rng.normal(1000, 300, 12).round(2) for algo in ("td3", "ds-td3") for seed in (0, 1, 2)}
+    for (algo, seed), r in returns.items():
+        make_run(tmp_path / f"{algo}-{seed}", "Walker2d-v4", algo, seed, r, 1000, 1.0)
+    assert d.main(["--report", str(tmp_path), "--figure", str(tmp_path / "fig.svg")]) == 0
+    root = ET.parse(tmp_path / "fig.svg").getroot()
+    curves = {el.get("id"): el for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
+    assert set(curves) == {"Walker2d-v4/td3/mean", "Walker2d-v4/ds-td3/mean"}
+    for algo in ("td3", "ds-td3"):
+        data = np.array([p.split(",") for p in curves[f"Walker2d-v4/{algo}/mean"].get("data-points").split()], float)
+        pixels = np.array([p.split(",") for p in curves[f"Walker2d-v4/{algo}/mean"].get("points").split()], float)
+        expected = np.mean([returns[(algo, seed)] for seed in (0, 1, 2)], axis=0)
+        assert np.array_equal(data[:, 0], 5000 * np.arange(1, 13)), "report figure: one point per evaluation"
+        assert np.allclose(data[:, 1], expected, atol=0.006), "report figure: the curve is the seed mean"
+        for axis, sign in ((0, 1), (1, -1)):             # pixels are an affine image of the data (y points down)
+            slope, offset = np.polyfit(data[:, axis], pixels[:, axis], 1)
+            assert sign * slope > 0 and np.allclose(pixels[:, axis], slope * data[:, axis] + offset, atol=0.06)
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}polygon"))) == 2          # a ±1 std band each
+
+
+def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsys):
+    make_run(tmp_path / "a", "Hopper-v4", "td3", 0, np.arange(12) * 100.0, 1000, 1.0)
+    make_run(tmp_path / "b", "Hopper-v4", "td3", 1, np.arange(8) * 100.0, 1000, 1.0)              # shorter
+    make_run(tmp_path / "c", "Hopper-v4", "td3", 2, np.arange(12) * 100.0, 1000, 1.0, batch_size=256)
+    with open(tmp_path / "c" / "eval.csv", "a") as f:
+        f.write("65000,12")                              # a half-written last row
+    make_run(tmp_path / "empty", "Hopper-v4", "td3", 3, [], 1000, 1.0)
+    os.makedirs(tmp_path / "not-a-run")
+    (tmp_path / "not-a-run" / "eval.csv").write_text("step,return_mean\n5000,1\n")
+    assert d.main(["--report", str(tmp_path), str(tmp_path / "missing")]) == 0
+    out, err = capsys.readouterr()
+    warnings_ = err.splitlines()
+    for expected in ("runs end between step 40,000 and 60,000; all are compared up to step 40,000",
+                     "the runs differ in batch_size (100, 256)", "left out 1 blank or malformed rows",
+                     "has no evaluations yet", "is not a run (no readable config.json)", "is not a folder"):
+        assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
+    assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
+    assert report_rows(out)[("Hopper-v4", "td3")][2:4] == ["3", "40,000"]
+    res = run_cli("--report", str(tmp_path / "not-a-run"))   # nothing to report: the warning says why, then an error
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.splitlines()[-1].startswith("dst_td3.py: error: no runs with evaluations below"), res.stderr

@@ -36,6 +36,12 @@ References (the keys used in comments):
   [SET]    D. C. Mocanu et al. Scalable training of artificial neural networks with adaptive sparse
            connectivity inspired by network science. Nature Communications 2018.
   [Adam]   D. P. Kingma, J. Ba. Adam: A Method for Stochastic Optimization. ICLR 2015.
+  [RigL]   U. Evci, T. Gale, J. Menick, P. S. Castro, E. Elsen. Rigging the Lottery: Making All Tickets Winners.
+           ICML 2020 (gradient growth, cosine drop schedule).
+  [Graesser] L. Graesser, U. Evci, E. Elsen, P. S. Castro. The State of Sparse Training in Deep Reinforcement
+           Learning. ICML 2022 (uniform vs Erdős–Rényi, schedules).
+  [ReDo]   G. Sokar, R. Agarwal, P. S. Castro, U. Evci. The Dormant Neuron Phenomenon in Deep Reinforcement
+           Learning. ICML 2023 (τ-dormant units).
 
 Shape legend:  B batch   S observation size   A action size   H hidden width (256)
                2 the twin-critic axis: both critics live in one array, Q1 at index 0 and Q2 at index 1.
@@ -148,6 +154,9 @@ PAPER = {
     "drop_fraction": 0.05,        # η, fraction of each sign dropped and regrown
     "update_period": 1000,        # e, topology update period in iterations
     "stop_adapt": 0.95,           # regrowing updates until this fraction of T (official: T - S - 50,000)
+    "grow": "random",             # where connections regrow: at random [SET]; "gradient" is RigL's rule
+    "drop_schedule": "constant",  # η at every update; "cosine" decays it to 0 [RigL; Graesser]
+    "distribution": "er",         # Erdős–Rényi densities per layer (Eq. 1); "uniform": one density [Graesser]
     "eval_every": 5000,           # evaluate every this many steps
     "eval_episodes": 10,          # deterministic episodes per evaluation
 }
@@ -267,6 +276,17 @@ def er_densities(sizes, lams, sparsity=None):
     return [min(1.0, hi * p) for p in p_er]
 
 
+def uniform_densities(sizes, lams, sparsity=None):
+    """The same number of weights as er_densities keeps, spread over the sparse layers at one density: the
+    uniform allocation that Erdős–Rényi is compared with [Graesser]. ER's density grows with 1/n_in + 1/n_out,
+    times the layer's λ: with the paper's λ's, Hopper's actor keeps 66 % of its 11-input first layer and 50 % of
+    its hidden layer; uniform gives both 51 %."""
+    p_er = er_densities(sizes, lams, sparsity)
+    n_sparse = [n_in * n_out for n_in, n_out in sizes[:-1]]
+    p = sum(p * n for p, n in zip(p_er, n_sparse)) / sum(n_sparse)
+    return [p] * len(n_sparse)
+
+
 def n_present(M):
     """Connections in a 0/1 mask."""
     return int(np.count_nonzero(M))
@@ -277,14 +297,15 @@ def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
     return (rng.random((n_in, n_out)) < p).astype(dtype)
 
 
-def drop_and_grow(W, M, eta, rng, grow=True):
+def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
     """One topology update of one sparse layer, in place   [DS-TD3, Alg. 2; SET].
 
     W, M: (n_in, n_out), contiguous. Returns (dropped, grown): flat indices, equally many (grown is empty when
     grow=False: the last update of a run drops only, as the official code does).
     Drop: the η fraction of positive weights closest to zero (the smallest positive ones) and the η fraction of
     negative weights closest to zero (the negative ones of smallest magnitude).
-    Grow: as many new connections, uniformly at random among the positions that were absent before this update.
+    Grow: as many new connections among the positions that were absent before this update: uniformly at random
+    (the paper, SET), or, given dW_dense (n_in, n_out) = ∂L/∂W at every position, where |∂L/∂W| is largest [RigL].
     """
     w, m = W.reshape(-1), M.reshape(-1)                  # views of the same memory (contiguous arrays)
     active = np.flatnonzero(m)
@@ -302,11 +323,32 @@ def drop_and_grow(W, M, eta, rng, grow=True):
     drop_neg = neg[np.argpartition(-w[neg], k_neg - 1)[:k_neg]] if k_neg else neg[:0]   # negative, nearest 0
     dropped = np.concatenate([drop_pos, drop_neg])
     m[dropped], w[dropped] = 0, 0
-    grown = rng.choice(free, size=dropped.size, replace=False) if grow else dropped[:0]
+    if not grow:
+        grown = dropped[:0]
+    elif dW_dense is None:
+        grown = rng.choice(free, size=dropped.size, replace=False)              # PAPER: random growth [SET]
+    else:
+        grown = grow_by_gradient(free, dropped.size, dW_dense)
     # CHOICE: grown weights start at exactly 0, so the network's function does not change at the update; the
     # official code's start one Adam step away from 0 (|w| up to 8e-4), from its dense moments
     m[grown], w[grown] = 1, 0
     return dropped, grown
+
+
+def grow_by_gradient(free, n, dW_dense):
+    """RigL's growth rule [RigL]: the n positions of `free` where |∂L/∂W| of the current batch is largest. A
+    connection that would reduce the loss fastest if it existed is the one to add."""
+    score = np.abs(dW_dense.reshape(-1)[free])          # (free.size,)
+    return free[np.argpartition(-score, n - 1)[:n]] if n else free[:0]
+
+
+def drop_fraction(iteration, hp):
+    """η at this training iteration: constant (the paper), or decayed along a cosine from η to 0 at the last
+    regrowing update, t_stop [RigL; Graesser]:  η_t = η/2 · (1 + cos(π·t / t_stop))."""
+    t_stop = hp["stop_adapt"] * hp["total_steps"] - hp["learning_starts"]   # in iterations, as in topology_due
+    if hp["drop_schedule"] == "constant" or t_stop <= 0:
+        return hp["drop_fraction"]
+    return hp["drop_fraction"] / 2 * (1 + math.cos(math.pi * min(iteration / t_stop, 1.0)))
 
 
 def maintain_sparsity(W_targ, k):
@@ -551,26 +593,38 @@ def td3_target(actor_targ, critic_targ, batch, gamma, sigma, c, act_lo, act_hi, 
     return batch["rew"] + gamma * (1 - batch["terminated"]) * q_targ.min(axis=0)            # (B, 1)
 
 
-def critic_step(critic, opt, batch, y, lr, weight_decay):
-    """One Adam step of both critics on Σ_i mean((Q_θi(s, a) - y)²). Returns (loss, mean Q1)."""
+def critic_loss_grads(critic, batch, y):
+    """The critic loss Σ_j mean((Q_θj(s, a) - y)²), mean Q1(s, a), and the gradients of every critic parameter."""
     q, cache = critic_forward(critic, batch["obs"], batch["act"])                            # (2, B, 1)
     loss, dq = mse_loss(q, y)
     grads, _ = critic_backward(dq, cache)
+    return loss, float(q[0].mean()), grads
+
+
+def critic_step(critic, opt, batch, y, lr, weight_decay):
+    """One Adam step of both critics on Σ_j mean((Q_θj(s, a) - y)²). Returns (loss, mean Q1)."""
+    loss, q1, grads = critic_loss_grads(critic, batch, y)
     adam_step(critic, grads, opt, lr, weight_decay)
-    return loss, float(q[0].mean())
+    return loss, q1
 
 
-def actor_step(actor, critic, opt, obs, lr, weight_decay):
-    """One Adam step of the actor on -mean(Q_θ1(s, π(s)))   [TD3, Alg. 1, deterministic policy gradient].
-    Only the actor moves: the critic is used as a fixed function of the action. Returns the loss."""
+def actor_loss_grads(actor, critic, obs):
+    """The actor loss -mean(Q_θ1(s, π(s))) and the gradients of every actor parameter, through the critic
+    [TD3, Alg. 1, deterministic policy gradient]. The critic is a fixed function of the action here."""
     a, actor_cache = actor_forward(actor, obs)                                               # (B, A)
     q1_only = {key: value[:1] for key, value in critic.items() if key != "flat"}   # views of twin 0: Q_θ1 alone
     q1, critic_cache = critic_forward(q1_only, obs, a)                                       # (1, B, 1)
     n_batch = obs.shape[0]
     dq1 = np.full_like(q1, -1.0 / n_batch)                # ∂(-mean Q1)/∂Q1
     _, da = critic_backward(dq1, critic_cache, param_grads=False)                           # (B, A)
-    adam_step(actor, actor_backward(da, actor_cache), opt, lr, weight_decay)
-    return -float(q1.mean())
+    return -float(q1.mean()), actor_backward(da, actor_cache)
+
+
+def actor_step(actor, critic, opt, obs, lr, weight_decay):
+    """One Adam step of the actor on -mean(Q_θ1(s, π(s))); only the actor moves. Returns the loss."""
+    loss, grads = actor_loss_grads(actor, critic, obs)
+    adam_step(actor, grads, opt, lr, weight_decay)
+    return loss
 
 
 def soft_update(net, net_targ, tau):
@@ -624,8 +678,9 @@ def build_agent(n_obs, n_act, act_lo, act_hi, hp, rng, dtype=DTYPE):
         actor_p = critic_p = None
     else:
         lams = [hp["lambda_in"], hp["lambda_hidden"]]
-        actor_p = er_densities(actor_sizes, lams, hp["sparsity"])
-        critic_p = er_densities(critic_sizes, lams, hp["sparsity"])
+        densities = er_densities if hp["distribution"] == "er" else uniform_densities
+        actor_p = densities(actor_sizes, lams, hp["sparsity"])
+        critic_p = densities(critic_sizes, lams, hp["sparsity"])
     actor = init_mlp(actor_sizes, actor_p, rng, dtype=dtype)
     critic = init_mlp(critic_sizes, critic_p, rng, n_stack=2, dtype=dtype)
     scale = ((act_hi - act_lo) / 2).astype(dtype)        # (A,) max_action for a symmetric space
@@ -643,20 +698,28 @@ def as_stack(a):
     return a.reshape((-1,) + a.shape[-2:])
 
 
-def topology_update(net, opt, eta, rng, grow=True):
+def topology_update(net, opt, eta, rng, grow=True, dense_grads=None):
     """Drop-and-grow in every sparse layer of one network, each critic twin on its own   [DS-TD3, Alg. 2].
+    dense_grads: None (random growth) or {W1, W2: ∂L/∂W at every position} for gradient growth [RigL].
     Returns {layer name: number of connections dropped (= grown, unless grow=False)}."""
     counts = {}
     for l in (1, 2):
         stacks = [as_stack(a) for a in (net[f"W{l}"], net[f"M{l}"], opt[f"m_W{l}"], opt[f"v_W{l}"])]
-        for j, (W, M, m, v) in enumerate(zip(*stacks)):
-            dropped, _ = drop_and_grow(W, M, eta, rng, grow)
+        dense = as_stack(dense_grads[f"W{l}"]) if dense_grads else [None] * len(stacks[0])
+        for j, (W, M, m, v, dW_dense) in enumerate(zip(*stacks, dense)):
+            dropped, _ = drop_and_grow(W, M, eta, rng, grow, dW_dense)
             # CHOICE (masked Adam): a dropped weight forgets its moments, so if it is regrown later it starts
             # like any new weight, at W = m = v = 0
             m.reshape(-1)[dropped] = 0
             v.reshape(-1)[dropped] = 0
             counts[f"W{l}" if len(stacks[0]) == 1 else f"Q{j + 1}.W{l}"] = dropped.size
     return counts
+
+
+def without_masks(net):
+    """A view of a network without its masks: the same forward (absent weights are 0), but a backward that
+    leaves dW dense, ∂L/∂W at every position, which gradient growth ranks [RigL]."""
+    return {key: value for key, value in net.items() if key not in ("M1", "M2")}
 
 
 def target_maintain_sparsity(net, net_targ):
@@ -724,15 +787,16 @@ def train_iteration(agent, buf, iteration, hp, rng):
                    agent["act_lo"], agent["act_hi"], rng)
     loss_q, q1 = critic_step(critic, agent["opt_critic"], batch, y, hp["lr"], hp["weight_decay"])
     out = {"loss_q": loss_q, "q1": q1}
-    adapt = topology_due(iteration, hp)
+    adapt, gradient = topology_due(iteration, hp), hp["grow"] == "gradient"
+    eta = drop_fraction(iteration, hp)
     if adapt:                                            # right after the critic step [DS-TD3, Alg. 1]
-        out["topology_critic"] = topology_update(critic, agent["opt_critic"], hp["drop_fraction"], rng,
-                                                 grow=adapt == "grow")
+        dense = critic_loss_grads(without_masks(critic), batch, y)[2] if gradient else None
+        out["topology_critic"] = topology_update(critic, agent["opt_critic"], eta, rng, adapt == "grow", dense)
     if iteration % hp["policy_delay"] == 0:
         out["loss_pi"] = actor_step(actor, critic, agent["opt_actor"], batch["obs"], hp["lr"], hp["weight_decay"])
         if adapt:                                        # e is a multiple of d (check_args): never missed
-            out["topology_actor"] = topology_update(actor, agent["opt_actor"], hp["drop_fraction"], rng,
-                                                    grow=adapt == "grow")
+            dense = actor_loss_grads(without_masks(actor), critic, batch["obs"])[1] if gradient else None
+            out["topology_actor"] = topology_update(actor, agent["opt_actor"], eta, rng, adapt == "grow", dense)
         soft_update(actor, actor_targ, hp["tau"])
         soft_update(critic, critic_targ, hp["tau"])
         if hp["algo"] == "ds-td3":                       # Static-TD3's target zeros stay zeros by themselves
@@ -892,6 +956,15 @@ def make_parser():
                         "the next update drops only, then none. At the paper's 1M steps and 25k warm-up the last "
                         "regrowing update is iteration 925,000 (official code: T - S - 50,000); shorter runs "
                         "stop at the same fraction")
+    g.add_argument("--grow", type=str, default=PAPER["grow"], choices=["random", "gradient"],
+                   help="where dropped connections regrow: random (the paper, SET) or gradient (RigL, Evci et al. "
+                        "2020: the absent positions with the largest |dL/dW| of the current batch)")
+    g.add_argument("--drop-schedule", type=str, default=PAPER["drop_schedule"], choices=["constant", "cosine"],
+                   help="η at each update: constant (the paper) or cosine, η/2·(1 + cos(π t / t_stop)), 0 at the "
+                        "stop of adaptation (RigL; Graesser et al. 2022)")
+    g.add_argument("--distribution", type=str, default=PAPER["distribution"], choices=["er", "uniform"],
+                   help="densities of the sparse layers: er, Erdős–Rényi (the paper, Eq. 1), or uniform, one "
+                        "density for all with the same number of weights (Graesser et al. 2022)")
 
     g = p.add_argument_group("logging and evaluation")
     g.add_argument("--eval-every", type=int, default=PAPER["eval_every"], help="evaluate every this many env steps")
@@ -1130,7 +1203,7 @@ def lock_run_dir(run_dir):
 
 
 EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
-               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
+               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "dormant_actor", "dormant_critic"]
 
 
 def new_run_dir(run, args):
@@ -1175,6 +1248,55 @@ def check_memory(n_bytes, capacity):
                             f"{available / 1e9:.1f} GB of memory is available: pass --buffer-size {fits:,} or less")
 
 
+REDO_TAU = 0.1          # a unit is τ-dormant below this share of its layer's mean activation [ReDo]
+DIAGNOSTIC_BATCH = 256  # replay states the diagnostics look at
+
+
+def dormant_fraction(hidden, tau=REDO_TAU):
+    """The fraction of τ-dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
+    batch, divided by the mean of that over its layer, is at most τ. hidden: [(..., B, H) ReLU outputs]."""
+    dormant = total = 0
+    for h in hidden:
+        score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
+        score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
+        dormant += int(np.count_nonzero(score <= tau))
+        total += score.size
+    return dormant / total
+
+
+def network_diagnostics(agent, buf, seed, step):
+    """Dormant units of the actor and of the critics on a batch of replay states. The batch is drawn by a generator
+    of its own, seeded by (seed, step), so that the run's generator, and with it the run, is untouched."""
+    if buf["size"] == 0:
+        return {"dormant_actor": float("nan"), "dormant_critic": float("nan")}
+    idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=DIAGNOSTIC_BATCH)
+    _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
+    _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
+    return {"dormant_actor": dormant_fraction([actor_cache[1], actor_cache[3]]),     # h1, h2 (the ReLU caches)
+            "dormant_critic": dormant_fraction([critic_cache[1], critic_cache[3]])}
+
+
+def record_topology(agent, run, step):
+    """Append to topology.csv how many connections each input keeps in the first layer of each sparse network:
+    which observation features (and, for the critics, action entries) DS-TD3 keeps connected."""
+    if "M1" not in agent["actor"]:
+        return                                           # dense TD3: every input keeps all H connections
+    n_obs = agent["actor"]["M1"].shape[0]
+    n_act = agent["critic"]["M1"].shape[1] - n_obs
+    path = os.path.join(run["dir"], "topology.csv")
+    rows = [[step, "actor", *agent["actor"]["M1"].sum(axis=1).astype(int)]]
+    rows += [[step, f"critic{j + 1}", *M.sum(axis=1).astype(int)] for j, M in enumerate(agent["critic"]["M1"])]
+    try:
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            if new:
+                csv.writer(f).writerow(["step", "network"] + [f"obs_{i}" for i in range(n_obs)]
+                                       + [f"act_{i}" for i in range(n_act)])
+            csv.writer(f).writerows(rows)
+    except OSError as err:
+        raise os_failure(err, "append to", path) from None
+
+
 def print_header(run, args, agent, buf):
     print(f"command: {run['config']['command']}", flush=True)
     print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
@@ -1201,6 +1323,8 @@ def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
            "sparsity_actor": f"{sparsity_of(agent['actor']):.4f}",
            "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}", "flops": f"{flops:.4e}",
            "flops_vs_dense": f"{ratio:.4f}"}
+    dormant = network_diagnostics(agent, buf, args.seed, step)
+    row.update({key: f"{value:.4f}" for key, value in dormant.items()})
     path = os.path.join(run["dir"], "eval.csv")
     try:
         with open(path, "a", newline="") as f:
@@ -1209,7 +1333,9 @@ def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
         raise os_failure(err, "append to", path) from None
     print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
           f"episodes={args.eval_episodes} params={params}/{run['params_dense']} "
-          f"flops={flops:.3e} flops_vs_dense={ratio:.2f}", flush=True)
+          f"flops={flops:.3e} flops_vs_dense={ratio:.2f} dormant_actor={dormant['dormant_actor']:.3f} "
+          f"dormant_critic={dormant['dormant_critic']:.3f}", flush=True)
+    record_topology(agent, run, step)
     bad = first_non_finite(agent)
     if bad is not None:                                  # never overwrite a good checkpoint with a broken one
         raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; " + last_good(run["checkpoint"]))
@@ -1429,6 +1555,7 @@ def resume_from(data, agent, buf, rng, env, loop, run):
         loop["obs"] = env.reset()[0]
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
     run["eval_fields"] = clean_eval_csv(os.path.join(run["dir"], "eval.csv"), loop["step"])
+    clean_topology_csv(os.path.join(run["dir"], "topology.csv"), loop["step"])
     print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
 
 
@@ -1452,6 +1579,15 @@ def clean_eval_csv(path, last_step):
     kept = [row for row in good if int(row[0]) <= last_step]
     write_atomically(path, lambda f: csv.writer(f).writerows([fields] + kept))
     return fields
+
+
+def clean_topology_csv(path, last_step):
+    """topology.csv keeps its rows up to the checkpoint's step, as eval.csv does (rewritten atomically)."""
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= last_step]
+        write_atomically(path, lambda f: csv.writer(f).writerows(rows[:1] + kept))
 
 
 def is_eval_row(row, fields):

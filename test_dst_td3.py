@@ -976,10 +976,13 @@ def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, **args):
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     with open(os.path.join(folder, "eval.csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(d.EVAL_FIELDS)
+        writer = csv.DictWriter(f, d.EVAL_FIELDS)
+        writer.writeheader()
         for i, ret in enumerate(returns, start=1):
-            writer.writerow([5000 * i, ret, 1.0, 10, params, 1000, 0.5, 0.5, 1e9 * i, flops_vs_dense])
+            writer.writerow({"step": 5000 * i, "return_mean": ret, "return_std": 1.0, "episodes": 10,
+                             "params_nonzero": params, "params_dense": 1000, "sparsity_actor": 0.5,
+                             "sparsity_critic": 0.5, "flops": 1e9 * i, "flops_vs_dense": flops_vs_dense,
+                             "dormant_actor": 0.1, "dormant_critic": 0.2})
 
 
 def report_rows(stdout):
@@ -1051,3 +1054,88 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     res = run_cli("--report", str(tmp_path / "not-a-run"))   # nothing to report: the warning says why, then an error
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.splitlines()[-1].startswith("dst_td3.py: error: no runs with evaluations below"), res.stderr
+
+
+# ----------------------------------------------------------------------------- the sparse-training lab
+def test_gradient_growth_takes_the_largest_gradients_among_the_free_positions():
+    rng = np.random.default_rng(21)
+    M = (rng.random((30, 20)) < 0.4).astype(F64)
+    W = rng.standard_normal((30, 20)) * M
+    G = rng.standard_normal((30, 20))                    # a hand-made dense gradient
+    free_before = np.flatnonzero(M.reshape(-1) == 0)
+    dropped, grown = d.drop_and_grow(W, M, 0.1, rng, dW_dense=G)
+    score = np.abs(G.reshape(-1)[free_before])
+    expected = set(free_before[np.argsort(-score)[:dropped.size]])
+    assert set(grown) == expected, "drop_and_grow(dW_dense=...): expected the top-k |gradient| of the free positions"
+    assert not set(grown) & set(dropped) and np.all(W.reshape(-1)[grown] == 0)
+
+
+def test_dense_gradients_for_growth_match_finite_differences_at_absent_positions_too():
+    rng = np.random.default_rng(22)
+    actor, critic = small_nets(rng)
+    obs, act, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), rng.standard_normal((6, 1))
+    batch = {"obs": obs, "act": act}
+    dense = d.critic_loss_grads(d.without_masks(critic), batch, y)[2]
+    for key in ("W1", "W2"):                             # absent weights are 0; moving one changes the loss
+        num = numerical_grad(lambda: d.critic_loss_grads(critic, batch, y)[0], critic[key])
+        assert rel_err(dense[key], num) < 1e-6, f"without_masks + critic_loss_grads: {key} is not dL/dW"
+        assert np.any(dense[key][critic["M" + key[1]] == 0] != 0)
+    dense = d.actor_loss_grads(d.without_masks(actor), critic, obs)[1]
+    num = numerical_grad(lambda: d.actor_loss_grads(actor, critic, obs)[0], actor["W2"])
+    assert rel_err(dense["W2"], num) < 1e-6, "without_masks + actor_loss_grads: W2 is not dL/dW"
+
+
+def test_cosine_drop_schedule():
+    hp = d.hyperparameters(d.make_parser().parse_args(["--drop-schedule", "cosine"]))   # t_stop = 925,000
+    for t, expected in ((0, 0.05), (462_500, 0.025), (925_000, 0.0), (926_000, 0.0)):
+        assert d.drop_fraction(t, hp) == pytest.approx(expected, abs=1e-12), f"drop_fraction({t}) cosine"
+    assert d.drop_fraction(462_500, {**hp, "drop_schedule": "constant"}) == 0.05
+
+
+@pytest.mark.parametrize("sparsity", [None, 0.9])
+def test_uniform_distribution_keeps_the_er_budget_at_one_density(sparsity):
+    sizes = [(11, 256), (256, 256), (256, 3)]            # Hopper's actor
+    p_er = d.er_densities(sizes, [7.0, 64.0], sparsity)
+    p_uni = d.uniform_densities(sizes, [7.0, 64.0], sparsity)
+    n = [11 * 256, 256 * 256]
+    assert p_uni[0] == p_uni[1] and p_er[0] > p_er[1], "uniform: one density; ER keeps Hopper's input layer denser"
+    assert p_uni[0] * sum(n) == pytest.approx(p_er[0] * n[0] + p_er[1] * n[1]), "uniform: ER's weight budget"
+    if sparsity is None:
+        assert (round(p_er[0], 2), round(p_er[1], 2), round(p_uni[0], 2)) == (0.66, 0.5, 0.51)   # the docstring
+
+
+def test_dormant_fraction_on_hand_made_activations():
+    h = np.ones((4, 10))                                 # 10 units, each mean |h| = 1 ...
+    h[:, :3] = 0.05                                      # ... but 3 at 0.05: 0.05 / 0.715 = 0.07 <= 0.1
+    h[:, 3] = 0.2                                        # 0.2 / 0.715 = 0.28: active
+    assert d.dormant_fraction([h]) == pytest.approx(0.3), "dormant_fraction: 3 of 10 units are dormant"
+    twins = np.stack([h, np.ones((4, 10))])              # the critic's twin axis: each twin has its own mean
+    assert d.dormant_fraction([twins]) == pytest.approx(3 / 20)
+
+
+def test_diagnostics_leave_the_run_untouched_and_topology_csv_counts_the_masks(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mujoco")
+    argv = [*SMOKE, "--runs-dir"]
+    assert d.main([*argv, str(tmp_path / "with")]) == 0
+    monkeypatch.setattr(d, "network_diagnostics", lambda *a: {"dormant_actor": 0.0, "dormant_critic": 0.0})
+    monkeypatch.setattr(d, "record_topology", lambda *a: None)
+    assert d.main([*argv, str(tmp_path / "without")]) == 0
+    runs = [only_run_dir(tmp_path / sub) for sub in ("with", "without")]
+    returns = [[row["return_mean"] for row in csv.DictReader(open(os.path.join(r, "eval.csv")))] for r in runs]
+    assert returns[0] == returns[1], "the diagnostics must not draw from the run's generator"
+    rows = list(csv.DictReader(open(os.path.join(runs[0], "topology.csv"))))
+    masks = np.load(os.path.join(runs[0], "checkpoint.npz"))
+    last = {row["network"]: row for row in rows if row["step"] == "300"}
+    assert [int(last["actor"][f"obs_{i}"]) for i in range(11)] == list(masks["actor/M1"].sum(axis=1).astype(int))
+    assert int(last["critic2"]["act_2"]) == int(masks["critic/M1"][1][13].sum())
+    dormant = [float(row["dormant_critic"]) for row in csv.DictReader(open(os.path.join(runs[0], "eval.csv")))]
+    assert all(0 <= x <= 1 for x in dormant)
+
+
+@pytest.mark.parametrize("flags", [["--grow", "gradient"], ["--drop-schedule", "cosine"],
+                                   ["--distribution", "uniform", "--sparsity", "0.8"]])
+def test_lab_flags_run(tmp_path, flags):
+    pytest.importorskip("mujoco")
+    res = run_cli(*SMOKE, *flags, "--runs-dir", str(tmp_path))
+    assert res.returncode == 0 and "topology step=" in res.stdout, res.stderr
+    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["args"][flags[0][2:].replace("-", "_")] == flags[1]

@@ -5,6 +5,7 @@ networks, the TD3 math on hand-made inputs, the CLI, determinism, and one real l
 """
 import csv
 import errno
+import functools
 import glob
 import itertools
 import json
@@ -47,17 +48,27 @@ def away_from_zero(rng, shape, margin=1e-2):
     return np.where(np.abs(z) < margin, margin * np.sign(z + 1e-12) + z, z)
 
 
-def small_nets(rng, S=3, A=2, H=5, sparse=True):
-    """A tiny actor and twin critic in float64, with masks (about half of layers 1 and 2 absent)."""
-    dens = [0.5, 0.5] if sparse else None
-    actor = d.init_mlp([(S, H), (H, H), (H, A)], dens, rng, dtype=F64)
-    critic = d.init_mlp([(S + A, H), (H, H), (H, 1)], dens, rng, n_stack=2, dtype=F64)
-    actor["act_scale"], actor["act_bias"] = np.array([2.0, 0.5]), np.array([0.1, -0.2])
-    return actor, critic
+def exercise(number, expected):
+    """Mark the grading test of a course exercise (README, Teaching with dst_td3.py). A function of the exercise
+    left blank (`raise NotImplementedError`) fails here with one line: which function, and what it must do."""
+    def mark(test):
+        @functools.wraps(test)
+        def graded(*args, **kwargs):
+            try:
+                return test(*args, **kwargs)
+            except NotImplementedError as err:
+                tb = err.__traceback__
+                while tb.tb_next is not None:           # the innermost frame: the function that is still blank
+                    tb = tb.tb_next
+                pytest.fail(f"exercise {number}: {tb.tb_frame.f_code.co_name} is not written yet; it must "
+                            f"{expected}", pytrace=False)
+        return graded
+    return mark
 
 
-# ----------------------------------------------------------------------------- 1. layer pairs
+# ---------------------- 2. Layers: every backward against finite differences
 @pytest.mark.parametrize("stacked", [False, True])
+@exercise(1, "return dx = dy @ Wᵀ, dW = (xᵀ @ dy)·M and db = the sum of dy over the batch")
 def test_masked_linear_gradients(stacked):
     rng = np.random.default_rng(0)
     lead = (2,) if stacked else ()
@@ -76,10 +87,10 @@ def test_masked_linear_gradients(stacked):
     assert y.shape == lead + (4, 5)
     dx_total = dx.sum(axis=0) if stacked else dx        # a shared x fans out to both twins: gradients add
     assert dx.shape == lead + x.shape
-    assert rel_err(dx_total, numerical_grad(f, x)) < 1e-6
-    assert rel_err(dW, numerical_grad(f, W)) < 1e-6
-    assert rel_err(db, numerical_grad(f, b)) < 1e-6
-    assert np.all(dW[M == 0] == 0)                       # absent connections: exactly zero gradient
+    for name, analytic, array in (("dx", dx_total, x), ("dW", dW, W), ("db", db, b)):
+        err = rel_err(analytic, numerical_grad(f, array))
+        assert err < 1e-6, f"masked_linear_backward: {name} is off by {err:.1e} from finite differences (< 1e-6)"
+    assert np.all(dW[M == 0] == 0), "masked_linear_backward: an absent connection must get dW exactly 0 (· M)"
     # the skipped results are None and the others unchanged
     dx2, dW2, db2 = d.masked_linear_backward(dy, cache, need_dx=False)
     assert dx2 is None and np.array_equal(dW2, dW) and np.array_equal(db2, db)
@@ -87,14 +98,17 @@ def test_masked_linear_gradients(stacked):
     assert dW3 is None and db3 is None and np.array_equal(dx3, dx)
 
 
+@exercise(2, "pass the gradient through ReLU (dz = dh where z > 0, else 0) and tanh (dz = dy·(1 - y²))")
 def test_relu_tanh_mse_gradients():
     rng = np.random.default_rng(1)
     z = away_from_zero(rng, (4, 6))
     dout = rng.standard_normal((4, 6))
     h, cache = d.relu_forward(z)
-    assert rel_err(d.relu_backward(dout, cache), numerical_grad(lambda: np.sum(d.relu_forward(z)[0] * dout), z)) < 1e-6
+    err = rel_err(d.relu_backward(dout, cache), numerical_grad(lambda: np.sum(d.relu_forward(z)[0] * dout), z))
+    assert err < 1e-6, f"relu_backward: off by {err:.1e} from finite differences (expected dz = dh where z > 0)"
     y, cache = d.tanh_forward(z)
-    assert rel_err(d.tanh_backward(dout, cache), numerical_grad(lambda: np.sum(d.tanh_forward(z)[0] * dout), z)) < 1e-6
+    err = rel_err(d.tanh_backward(dout, cache), numerical_grad(lambda: np.sum(d.tanh_forward(z)[0] * dout), z))
+    assert err < 1e-6, f"tanh_backward: off by {err:.1e} from finite differences (expected dz = dy·(1 - y²))"
     pred, target = rng.standard_normal((2, 4, 1)), rng.standard_normal((4, 1))
     loss, dpred = d.mse_loss(pred, target)
     expected = np.mean((pred[0] - target) ** 2) + np.mean((pred[1] - target) ** 2)   # L(θ1) + L(θ2)
@@ -102,7 +116,196 @@ def test_relu_tanh_mse_gradients():
     assert rel_err(dpred, numerical_grad(lambda: d.mse_loss(pred, target)[0], pred)) < 1e-6
 
 
-# ----------------------------------------------------------------------------- 2. whole networks
+
+# ---------------------- 3. Sparsity: Erdős–Rényi, drop-and-grow, MaintainSparsity
+@exercise(3, "return p = λ·(n_in + n_out)/(n_in·n_out), capped at 1, and a 0/1 mask with each connection "
+              "present with probability p (Eq. 1)")
+def test_er_realised_density_matches_eq1():
+    rng = np.random.default_rng(5)
+    n_in, n_out = 17, 256
+    p = d.er_probability(n_in, n_out, 7.0)
+    assert p == pytest.approx(7.0 * (17 + 256) / (17 * 256)), f"er_probability(17, 256, 7): {p}, expected 0.4387"
+    M = d.erdos_renyi_mask(n_in, n_out, p, rng)
+    n = n_in * n_out
+    assert M.shape == (n_in, n_out) and set(np.unique(M)) <= {0.0, 1.0}, "erdos_renyi_mask: a 0/1 (n_in, n_out) mask"
+    assert abs(M.sum() - p * n) < 4 * np.sqrt(n * p * (1 - p)), \
+        f"erdos_renyi_mask: {M.sum():.0f} connections, expected about p·n = {p * n:.0f}"   # within 4 binomial stds
+    assert d.er_probability(3, 4, 100.0) == 1.0, "er_probability: a probability is capped at 1"
+
+
+def paper_expected_weights(S, A, lam_in, lam_hidden=64.0, H=256):
+    actor = [(S, H), (H, H), (H, A)]
+    critic = [(S + A, H), (H, H), (H, 1)]
+    total = dense = 0.0
+    for sizes, n in ((actor, 1), (critic, 2)):
+        p = d.er_densities(sizes, [lam_in, lam_hidden])
+        layer_w = [n_in * n_out for n_in, n_out in sizes]
+        total += n * (p[0] * layer_w[0] + p[1] * layer_w[1] + layer_w[2])
+        dense += n * sum(layer_w)
+    return total, dense
+
+
+@pytest.mark.parametrize("S,A,lam,dense_w,sparsity", [
+    (11, 3, 7.0, 207_872, 0.494),                        # Hopper
+    (17, 6, 7.0, 214_784, 0.506),                        # HalfCheetah, Walker2d
+])
+def test_paper_sparsity_levels(S, A, lam, dense_w, sparsity):
+    expected, dense = paper_expected_weights(S, A, lam)
+    assert dense == dense_w
+    assert abs((1 - expected / dense) - sparsity) < 5e-4
+    if S == 11:
+        assert round(expected) == 105_233                # DS-TD3.md §2
+
+
+def test_paper_sparsity_ant_and_humanoid():
+    # the paper ran gym v3, whose Ant observation has 111 entries (contact forces); Ant-v4 has 27 by default
+    assert abs(1 - np.divide(*paper_expected_weights(111, 8, 40.0)) - 0.496) < 5e-4
+    assert abs(1 - np.divide(*paper_expected_weights(376, 17, 61.0)) - 0.557) < 5e-4    # Humanoid: 376 in both
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.9])
+def test_target_sparsity_is_hit(target):
+    sizes = [(11, 256), (256, 256), (256, 3)]
+    p = d.er_densities(sizes, [7.0, 64.0], sparsity=target)
+    kept = p[0] * 11 * 256 + p[1] * 256 * 256 + 256 * 3
+    assert abs((1 - kept / (11 * 256 + 256 * 256 + 256 * 3)) - target) < 1e-6
+    # the same factor scales both layers (unless one is capped at 1)
+    p_er = d.er_densities(sizes, [7.0, 64.0])
+    if max(p) < 1:
+        assert p[0] / p_er[0] == pytest.approx(p[1] / p_er[1])
+    # a realised network from the CLI path hits it too
+    args = d.make_parser().parse_args(["--sparsity", str(target)])
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), np.random.default_rng(0))
+    assert abs(d.sparsity_of(agent["actor"]) - target) < 0.01
+    assert abs(d.sparsity_of(agent["critic"]) - target) < 0.01
+
+
+def test_target_sparsity_out_of_reach_is_an_error():
+    with pytest.raises(ValueError):
+        d.er_densities([(3, 4), (4, 4), (4, 100)], [7.0, 64.0], sparsity=0.9)   # the dense output alone is too big
+
+
+@pytest.mark.parametrize("sparsity", [None, 0.9])
+def test_uniform_distribution_keeps_the_er_budget_at_one_density(sparsity):
+    sizes = [(11, 256), (256, 256), (256, 3)]            # Hopper's actor
+    p_er = d.er_densities(sizes, [7.0, 64.0], sparsity)
+    p_uni = d.uniform_densities(sizes, [7.0, 64.0], sparsity)
+    n = [11 * 256, 256 * 256]
+    assert p_uni[0] == p_uni[1] and p_er[0] > p_er[1], "uniform: one density; ER keeps Hopper's input layer denser"
+    assert p_uni[0] * sum(n) == pytest.approx(p_er[0] * n[0] + p_er[1] * n[1]), "uniform: ER's weight budget"
+    if sparsity is None:
+        assert (round(p_er[0], 2), round(p_er[1], 2), round(p_uni[0], 2)) == (0.66, 0.5, 0.51)   # the docstring
+
+
+@exercise(4, "drop the ⌈η·n⌉ positive and ⌈η·n⌉ negative weights closest to 0 and grow as many at random "
+              "positions that were absent, at weight 0 (Alg. 2)")
+def test_drop_and_grow_invariants():
+    rng = np.random.default_rng(6)
+    M = (rng.random((40, 30)) < 0.4).astype(F64)
+    W = rng.standard_normal((40, 30)) * M
+    W0, M0 = W.copy(), M.copy()
+    eta = 0.1
+    dropped, grown = d.drop_and_grow(W, M, eta, rng)
+    w0, m0 = W0.reshape(-1), M0.reshape(-1)
+    active = np.flatnonzero(m0)
+    pos, neg = active[w0[active] >= 0], active[w0[active] < 0]
+    k_pos, k_neg = int(np.ceil(eta * pos.size)), int(np.ceil(eta * neg.size))
+    assert dropped.size == k_pos + k_neg, \
+        f"drop_and_grow: {dropped.size} connections dropped, expected {k_pos + k_neg} (η of each sign, rounded up)"
+    assert grown.size == dropped.size and M.sum() == M0.sum(), "drop_and_grow: grow as many as were dropped"
+    assert np.all(m0[dropped] == 1) and np.all(m0[grown] == 0), "drop_and_grow: drop present ones, grow absent ones"
+    assert np.all(M.reshape(-1)[grown] == 1) and np.all(W.reshape(-1)[grown] == 0), "drop_and_grow: grown start at 0"
+    assert np.all(M.reshape(-1)[dropped] == 0) and np.all(W.reshape(-1)[dropped] == 0)
+    assert np.all(W[M == 0] == 0)
+    # the dropped ones are exactly the ceil(η·n) smallest positive and the ceil(η·n) largest negative
+    expected = set(pos[np.argsort(w0[pos])[:k_pos]]) | set(neg[np.argsort(-w0[neg])[:k_neg]])
+    assert set(dropped) == expected, "drop_and_grow: drop the smallest positive and the largest negative weights"
+
+
+def test_drop_and_grow_tiny_and_full_layers():
+    rng = np.random.default_rng(7)
+    M = np.zeros((4, 4))
+    M.reshape(-1)[:3] = 1                                # 3 connections: η·n rounds to 0, but we still adapt
+    W = np.array([0.5, -0.2, 0.1] + [0.0] * 13).reshape(4, 4)
+    dropped, grown = d.drop_and_grow(W, M, 0.05, rng)
+    assert set(dropped) == {1, 2} and M.sum() == 3      # ceil(0.05·2) = 1 positive (0.1), ceil(0.05·1) = 1 negative
+    full_M, full_W = np.ones((3, 3)), rng.standard_normal((3, 3))
+    dropped, grown = d.drop_and_grow(full_W, full_M, 0.05, rng)  # nowhere to grow: nothing changes
+    assert dropped.size == 0 and full_M.sum() == 9
+
+
+def test_gradient_growth_takes_the_largest_gradients_among_the_free_positions():
+    rng = np.random.default_rng(21)
+    M = (rng.random((30, 20)) < 0.4).astype(F64)
+    W = rng.standard_normal((30, 20)) * M
+    G = rng.standard_normal((30, 20))                    # a hand-made dense gradient
+    free_before = np.flatnonzero(M.reshape(-1) == 0)
+    dropped, grown = d.drop_and_grow(W, M, 0.1, rng, dW_dense=G)
+    score = np.abs(G.reshape(-1)[free_before])
+    expected = set(free_before[np.argsort(-score)[:dropped.size]])
+    assert set(grown) == expected, "drop_and_grow(dW_dense=...): expected the top-k |gradient| of the free positions"
+    assert not set(grown) & set(dropped) and np.all(W.reshape(-1)[grown] == 0)
+
+
+def test_cosine_drop_schedule():
+    hp = d.hyperparameters(d.make_parser().parse_args(["--drop-schedule", "cosine"]))   # t_stop = 925,000
+    for t, expected in ((0, 0.05), (462_500, 0.025), (925_000, 0.0), (926_000, 0.0)):
+        assert d.drop_fraction(t, hp) == pytest.approx(expected, abs=1e-12), f"drop_fraction({t}) cosine"
+    assert d.drop_fraction(462_500, {**hp, "drop_schedule": "constant"}) == 0.05
+
+
+def dirty_target(rng, n=256, moved=0.05):
+    """A target right after a topology update: the online mask moved, the stale weights are still there and
+    the grown ones are tiny (τ·θ), as MaintainSparsity meets them in DS-TD3."""
+    M = rng.random((n, n)) < 0.5
+    W = (rng.standard_normal((n, n)) * 0.05 * M).astype(np.float32)
+    on = np.flatnonzero(M)
+    grown = rng.choice(np.flatnonzero(~M), int(moved * on.size), replace=False)
+    W.reshape(-1)[grown] = rng.standard_normal(grown.size) * 1e-5
+    return W, int(M.sum())
+
+
+@pytest.mark.parametrize("case", ["small", "large", "ties", "dirty"])
+@exercise(5, "keep the k largest |w| of the target matrix and set the others to 0, in place (Alg. 3)")
+def test_maintain_sparsity_keeps_k_largest(case):
+    rng = np.random.default_rng(9)
+    if case == "small":
+        W = rng.standard_normal((20, 20))
+        W[rng.random((20, 20)) < 0.3] = 0
+        W[rng.random((20, 20)) < 0.1] = -0.0             # a negative zero is a zero too
+        k = 150
+    elif case == "large":
+        W = rng.standard_normal((200, 300))
+        W[rng.random((200, 300)) < 0.5] = 0
+        k = 25_000
+    elif case == "ties":                                 # few distinct values: many ties at the cut
+        W = rng.integers(-3, 4, size=(150, 150)).astype(F64)
+        k = 9_000
+    else:
+        W, k = dirty_target(rng)
+    W0 = W.copy()
+    n_zeroed = d.maintain_sparsity(W, k)
+    assert np.count_nonzero(W) == k, f"maintain_sparsity: {np.count_nonzero(W)} nonzero weights left, expected k = {k}"
+    assert n_zeroed == np.count_nonzero(W0) - k, "maintain_sparsity: return the number of weights zeroed"
+    kept, dropped = W != 0, (W0 != 0) & (W == 0)
+    assert np.array_equal(W[kept], W0[kept]), "maintain_sparsity: the kept weights must stay as they were"
+    assert np.abs(W0[kept]).min() >= np.abs(W0[dropped]).max(), "maintain_sparsity: a zeroed |w| beats a kept one"
+    if case == "dirty":                                  # right after a topology update: the tiny τ·θ go first
+        assert np.abs(W0[dropped]).max() < 1e-3
+    assert d.maintain_sparsity(W, k) == 0                # already sparse enough: untouched
+
+
+
+# ------------------------------------------------- 4. Actor and twin critics
+def small_nets(rng, S=3, A=2, H=5, sparse=True):
+    """A tiny actor and twin critic in float64, with masks (about half of layers 1 and 2 absent)."""
+    dens = [0.5, 0.5] if sparse else None
+    actor = d.init_mlp([(S, H), (H, H), (H, A)], dens, rng, dtype=F64)
+    critic = d.init_mlp([(S + A, H), (H, H), (H, 1)], dens, rng, n_stack=2, dtype=F64)
+    actor["act_scale"], actor["act_bias"] = np.array([2.0, 0.5]), np.array([0.1, -0.2])
+    return actor, critic
+
+
 def assert_param_grads(net, grads, loss):
     """Every parameter's analytic gradient against finite differences of loss(); absent connections get exactly 0
     and are compared on the present ones (moving an absent weight would break the invariant W*M == W)."""
@@ -162,163 +365,6 @@ def test_actor_output_scaling_and_bounds():
     assert np.any(np.abs(a - hi) < 1e-3)                 # it does reach the edge: the scale is applied
 
 
-# ----------------------------------------------------------------------------- Erdős–Rényi
-def paper_expected_weights(S, A, lam_in, lam_hidden=64.0, H=256):
-    actor = [(S, H), (H, H), (H, A)]
-    critic = [(S + A, H), (H, H), (H, 1)]
-    total = dense = 0.0
-    for sizes, n in ((actor, 1), (critic, 2)):
-        p = d.er_densities(sizes, [lam_in, lam_hidden])
-        layer_w = [n_in * n_out for n_in, n_out in sizes]
-        total += n * (p[0] * layer_w[0] + p[1] * layer_w[1] + layer_w[2])
-        dense += n * sum(layer_w)
-    return total, dense
-
-
-@pytest.mark.parametrize("S,A,lam,dense_w,sparsity", [
-    (11, 3, 7.0, 207_872, 0.494),                        # Hopper
-    (17, 6, 7.0, 214_784, 0.506),                        # HalfCheetah, Walker2d
-])
-def test_paper_sparsity_levels(S, A, lam, dense_w, sparsity):
-    expected, dense = paper_expected_weights(S, A, lam)
-    assert dense == dense_w
-    assert abs((1 - expected / dense) - sparsity) < 5e-4
-    if S == 11:
-        assert round(expected) == 105_233                # DS-TD3.md §2
-
-
-def test_paper_sparsity_ant_and_humanoid():
-    # the paper ran gym v3, whose Ant observation has 111 entries (contact forces); Ant-v4 has 27 by default
-    assert abs(1 - np.divide(*paper_expected_weights(111, 8, 40.0)) - 0.496) < 5e-4
-    assert abs(1 - np.divide(*paper_expected_weights(376, 17, 61.0)) - 0.557) < 5e-4    # Humanoid: 376 in both
-
-
-def test_er_realised_density_matches_eq1():
-    rng = np.random.default_rng(5)
-    n_in, n_out = 17, 256
-    p = d.er_probability(n_in, n_out, 7.0)
-    assert p == pytest.approx(7.0 * (17 + 256) / (17 * 256))
-    M = d.erdos_renyi_mask(n_in, n_out, p, rng)
-    n = n_in * n_out
-    assert abs(M.sum() - p * n) < 4 * np.sqrt(n * p * (1 - p))   # within 4 binomial standard deviations
-    assert set(np.unique(M)) <= {0.0, 1.0}
-    assert d.er_probability(3, 4, 100.0) == 1.0                  # capped at 1
-
-
-@pytest.mark.parametrize("target", [0.5, 0.8, 0.9])
-def test_target_sparsity_is_hit(target):
-    sizes = [(11, 256), (256, 256), (256, 3)]
-    p = d.er_densities(sizes, [7.0, 64.0], sparsity=target)
-    kept = p[0] * 11 * 256 + p[1] * 256 * 256 + 256 * 3
-    assert abs((1 - kept / (11 * 256 + 256 * 256 + 256 * 3)) - target) < 1e-6
-    # the same factor scales both layers (unless one is capped at 1)
-    p_er = d.er_densities(sizes, [7.0, 64.0])
-    if max(p) < 1:
-        assert p[0] / p_er[0] == pytest.approx(p[1] / p_er[1])
-    # a realised network from the CLI path hits it too
-    args = d.make_parser().parse_args(["--sparsity", str(target)])
-    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), np.random.default_rng(0))
-    assert abs(d.sparsity_of(agent["actor"]) - target) < 0.01
-    assert abs(d.sparsity_of(agent["critic"]) - target) < 0.01
-
-
-def test_target_sparsity_out_of_reach_is_an_error():
-    with pytest.raises(ValueError):
-        d.er_densities([(3, 4), (4, 4), (4, 100)], [7.0, 64.0], sparsity=0.9)   # the dense output alone is too big
-
-
-# ----------------------------------------------------------------------------- drop and grow
-def test_drop_and_grow_invariants():
-    rng = np.random.default_rng(6)
-    M = (rng.random((40, 30)) < 0.4).astype(F64)
-    W = rng.standard_normal((40, 30)) * M
-    W0, M0 = W.copy(), M.copy()
-    eta = 0.1
-    dropped, grown = d.drop_and_grow(W, M, eta, rng)
-    assert M.sum() == M0.sum()                           # connection count unchanged
-    assert dropped.size == grown.size > 0
-    w0, m0 = W0.reshape(-1), M0.reshape(-1)
-    assert np.all(m0[dropped] == 1) and np.all(m0[grown] == 0)   # dropped were present, grown were absent
-    assert np.all(M.reshape(-1)[grown] == 1) and np.all(W.reshape(-1)[grown] == 0)  # grown start at 0
-    assert np.all(M.reshape(-1)[dropped] == 0) and np.all(W.reshape(-1)[dropped] == 0)
-    assert np.all(W[M == 0] == 0)
-    # the dropped ones are exactly the ceil(η·n) smallest positive and the ceil(η·n) largest negative
-    active = np.flatnonzero(m0)
-    pos, neg = active[w0[active] >= 0], active[w0[active] < 0]
-    k_pos, k_neg = int(np.ceil(eta * pos.size)), int(np.ceil(eta * neg.size))
-    expected = set(pos[np.argsort(w0[pos])[:k_pos]]) | set(neg[np.argsort(-w0[neg])[:k_neg]])
-    assert set(dropped) == expected
-
-
-def test_drop_and_grow_tiny_and_full_layers():
-    rng = np.random.default_rng(7)
-    M = np.zeros((4, 4))
-    M.reshape(-1)[:3] = 1                                # 3 connections: η·n rounds to 0, but we still adapt
-    W = np.array([0.5, -0.2, 0.1] + [0.0] * 13).reshape(4, 4)
-    dropped, grown = d.drop_and_grow(W, M, 0.05, rng)
-    assert set(dropped) == {1, 2} and M.sum() == 3      # ceil(0.05·2) = 1 positive (0.1), ceil(0.05·1) = 1 negative
-    full_M, full_W = np.ones((3, 3)), rng.standard_normal((3, 3))
-    dropped, grown = d.drop_and_grow(full_W, full_M, 0.05, rng)  # nowhere to grow: nothing changes
-    assert dropped.size == 0 and full_M.sum() == 9
-
-
-def test_topology_update_zeroes_adam_moments_and_keeps_counts():
-    rng = np.random.default_rng(8)
-    _, critic = small_nets(rng, H=16)
-    opt = d.adam_init(critic)
-    for key in ("W1", "W2"):
-        opt["m_" + key][...] = critic[key] + 1.0         # nonzero moments where connections exist...
-        opt["m_" + key] *= critic["M" + key[1]]          # ...and zero where they do not (the invariant)
-        opt["v_" + key][...] = opt["m_" + key] ** 2
-    counts_before = [critic["M1"][i].sum() for i in range(2)]
-    d.topology_update(critic, opt, 0.2, rng)
-    for i in range(2):
-        assert critic["M1"][i].sum() == counts_before[i]     # per twin
-    for key in ("W1", "W2"):
-        M = critic["M" + key[1]]
-        assert np.all(opt["m_" + key][M == 0] == 0) and np.all(opt["v_" + key][M == 0] == 0)
-
-
-def dirty_target(rng, n=256, moved=0.05):
-    """A target right after a topology update: the online mask moved, the stale weights are still there and
-    the grown ones are tiny (τ·θ), as MaintainSparsity meets them in DS-TD3."""
-    M = rng.random((n, n)) < 0.5
-    W = (rng.standard_normal((n, n)) * 0.05 * M).astype(np.float32)
-    on = np.flatnonzero(M)
-    grown = rng.choice(np.flatnonzero(~M), int(moved * on.size), replace=False)
-    W.reshape(-1)[grown] = rng.standard_normal(grown.size) * 1e-5
-    return W, int(M.sum())
-
-
-@pytest.mark.parametrize("case", ["small", "large", "ties", "dirty"])
-def test_maintain_sparsity_keeps_k_largest(case):
-    rng = np.random.default_rng(9)
-    if case == "small":
-        W = rng.standard_normal((20, 20))
-        W[rng.random((20, 20)) < 0.3] = 0
-        W[rng.random((20, 20)) < 0.1] = -0.0             # a negative zero is a zero too
-        k = 150
-    elif case == "large":
-        W = rng.standard_normal((200, 300))
-        W[rng.random((200, 300)) < 0.5] = 0
-        k = 25_000
-    elif case == "ties":                                 # few distinct values: many ties at the cut
-        W = rng.integers(-3, 4, size=(150, 150)).astype(F64)
-        k = 9_000
-    else:
-        W, k = dirty_target(rng)
-    W0 = W.copy()
-    n_zeroed = d.maintain_sparsity(W, k)
-    assert np.count_nonzero(W) == k
-    assert n_zeroed == np.count_nonzero(W0) - k
-    kept, dropped = W != 0, (W0 != 0) & (W == 0)
-    assert np.array_equal(W[kept], W0[kept])             # the kept weights are untouched...
-    assert np.abs(W0[kept]).min() >= np.abs(W0[dropped]).max()   # ...and none is smaller than a dropped one
-    if case == "dirty":                                  # right after a topology update: the tiny τ·θ go first
-        assert np.abs(W0[dropped]).max() < 1e-3
-    assert d.maintain_sparsity(W, k) == 0                # already sparse enough: untouched
-
-
 def test_flat_vector_and_its_arrays_are_one_memory_and_a_copy_is_independent():
     rng = np.random.default_rng(18)
     actor, critic = small_nets(rng)
@@ -335,23 +381,9 @@ def test_flat_vector_and_its_arrays_are_one_memory_and_a_copy_is_independent():
         assert np.array_equal(targ["M1"], net["M1"]) and not np.shares_memory(targ["M1"], net["M1"])
 
 
-def test_masked_weights_stay_zero_through_many_adam_steps_and_soft_updates():
-    rng = np.random.default_rng(10)
-    actor, critic = small_nets(rng, H=8)
-    critic_targ = d.copy_net(critic)
-    opt = d.adam_init(critic)
-    for _ in range(200):
-        obs, act, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2)), rng.standard_normal((16, 1))
-        d.critic_step(critic, opt, {"obs": obs, "act": act}, y, 1e-2, 2e-4)
-        d.soft_update(critic, critic_targ, 0.05)
-    for l in (1, 2):
-        M = critic[f"M{l}"]
-        assert np.all(critic[f"W{l}"][M == 0] == 0)
-        assert np.all(opt[f"m_W{l}"][M == 0] == 0) and np.all(opt[f"v_W{l}"][M == 0] == 0)
-        assert np.all(critic_targ[f"W{l}"][M == 0] == 0)         # targets keep the online masks
-    assert np.count_nonzero(critic["W2"]) > 0.9 * critic["M2"].sum()  # and the present ones did learn
 
-
+# ------------------------------------------------------------------- 5. Adam
+@exercise(7, "update m ← β1·m + (1-β1)·g, v ← β2·v + (1-β2)·g² and W ← W - lr·m̂/(√v̂ + ε), with g = ∇L + wd·W")
 def test_adam_matches_the_textbook_formula():
     rng = np.random.default_rng(11)
     W0 = rng.standard_normal((3, 4))
@@ -368,7 +400,8 @@ def test_adam_matches_the_textbook_formula():
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
         W = W - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-    assert np.allclose(net["W1"], W, rtol=1e-10, atol=1e-12)
+        assert np.allclose(net["W1"], W, rtol=1e-10, atol=1e-12), \
+            f"adam_step: step {t} gives W off by {np.abs(net['W1'] - W).max():.1e} from Adam's formula"
 
 
 def test_adam_keeps_float32_precision():
@@ -390,6 +423,205 @@ def test_adam_keeps_float32_precision():
     for name, a, b in (("m", o32["m_W1"], o64["m_W1"]), ("W", n32["W1"], n64["W1"])):
         err = np.max(np.abs(a - b)) / np.max(np.abs(b))  # m and W cross 0: relative to their scale
         assert err < 1e-5, f"adam_step: float32 {name} is off by {err:.1e} of its scale, expected < 1e-5"
+
+
+
+# ---------------------------------------------------------- 6. Replay buffer
+def make_buffer(rng, n=400, S=11, A=3):
+    buf = d.buffer_init(n, S, A)
+    for _ in range(n):
+        d.buffer_add(buf, rng.standard_normal(S), rng.uniform(-1, 1, A), rng.standard_normal(),
+                     rng.standard_normal(S), rng.random() < 0.05)
+    return buf
+
+
+def test_buffer_wraps_and_sampling_is_seeded():
+    buf = d.buffer_init(5, 2, 1)
+    for i in range(7):
+        d.buffer_add(buf, np.full(2, i), np.full(1, i), i, np.full(2, i + 1), False)
+    assert buf["size"] == 5 and buf["ptr"] == 2
+    assert list(buf["rew"][:, 0]) == [5, 6, 2, 3, 4]     # 0 and 1 were overwritten
+    b1 = d.buffer_sample(buf, 8, np.random.default_rng(3))
+    b2 = d.buffer_sample(buf, 8, np.random.default_rng(3))
+    assert all(np.array_equal(b1[k], b2[k]) for k in b1)
+    assert np.array_equal(b1["next_obs"][:, 0], b1["obs"][:, 0] + 1)   # rows stay together
+
+
+
+# --------------------------------------------------------- 7. The TD3 update
+def tiny_target_setup():
+    """Hand-made nets: π'(s') = 0.9 (saturating tanh), Q'1 = 10 + a, Q'2 = 20 + a (via the output biases)."""
+    A, S = 1, 1
+    actor = {"W1": np.zeros((S, 2)), "b1": np.zeros((1, 2)), "W2": np.zeros((2, 2)), "b2": np.zeros((1, 2)),
+             "W3": np.zeros((2, A)), "b3": np.full((1, A), np.arctanh(0.9)),
+             "act_scale": np.ones(A), "act_bias": np.zeros(A)}
+    critic = {"W1": np.zeros((2, S + A, 2)), "b1": np.zeros((2, 1, 2)), "W2": np.zeros((2, 2, 2)),
+              "b2": np.zeros((2, 1, 2)), "W3": np.ones((2, 2, 1)), "b3": np.array([10.0, 20.0]).reshape(2, 1, 1)}
+    critic["W1"][:, S, 0] = 1.0                          # h1[0] = relu(a)
+    critic["W2"][:, 0, 0] = 1.0                          # h2[0] = h1[0];  q = h2[0] + b3 (W3[1] hits 0)
+    return actor, critic
+
+
+@exercise(8, "return y = r + γ·(1 - terminated)·min(Q'1(s', ã), Q'2(s', ã)), ã = π'(s') plus clipped noise, "
+              "clipped to the action bounds")
+def test_td3_target_math():
+    actor, critic = tiny_target_setup()
+    batch = {"next_obs": np.zeros((3, 1)), "rew": np.array([[1.0], [2.0], [3.0]]),
+             "terminated": np.array([[0.0], [1.0], [0.0]])}
+    sigma, zero = np.array([0.0]), np.array([0.0])
+    y = d.td3_target(actor, critic, batch, 0.5, sigma, zero, np.array([-1.0]), np.array([1.0]),
+                     np.random.default_rng(0))
+    # min(Q'1, Q'2) = 10 + 0.9 = 10.9;   y = r + γ(1 - terminated)·10.9
+    expected = [[1 + 0.5 * 10.9], [2.0], [3 + 0.5 * 10.9]]
+    assert np.shape(y) == (3, 1) and np.allclose(y, expected), f"td3_target: y = {np.ravel(y)}, expected " \
+        f"{np.ravel(expected)} (the smaller twin, and no bootstrap after a terminal state)"
+
+
+def test_td3_target_noise_is_clipped_and_action_bounded():
+    actor, critic = tiny_target_setup()
+    batch = {"next_obs": np.zeros((2000, 1)), "rew": np.zeros((2000, 1)), "terminated": np.zeros((2000, 1))}
+    # huge σ̃ with c = 0.05: ã ∈ [0.85, 0.95]; with bounds [-1, 0.92] the top is clipped to 0.92
+    y = d.td3_target(actor, critic, batch, 1.0, np.array([100.0]), np.array([0.05]), np.array([-1.0]),
+                     np.array([0.92]), np.random.default_rng(1))
+    a = y - 10.0                                         # y = Q'1 = 10 + ã here
+    assert a.min() >= 0.85 - 1e-9 and a.max() <= 0.92 + 1e-9
+    assert np.isclose(a.min(), 0.85) and np.isclose(a.max(), 0.92)      # both clips are hit
+
+
+@exercise(6, "return -mean(Q1(s, π(s))) and its gradient w.r.t. every actor parameter, through the critic")
+def test_actor_loss_grads_is_the_deterministic_policy_gradient():
+    rng = np.random.default_rng(23)
+    actor, critic = small_nets(rng)
+    obs = rng.standard_normal((6, 3))
+
+    def loss():                                          # -mean Q1(s, π(s)), composed from the tested forwards
+        return -d.critic_forward(critic, obs, d.actor_forward(actor, obs)[0])[0][0].mean()
+
+    value, grads = d.actor_loss_grads(actor, critic, obs)
+    assert value == pytest.approx(loss(), rel=1e-12), f"actor_loss_grads: loss {value}, expected {loss()}"
+    for key in ("W1", "b1", "W2", "b2", "W3", "b3"):
+        num = numerical_grad(loss, actor[key])
+        if key in ("W1", "W2"):
+            num = num * actor["M" + key[1]]              # absent connections: compared on the present ones
+        err = rel_err(grads[key], num)
+        assert err < 1e-5, f"actor_loss_grads: d loss/d {key} is off by {err:.1e} from finite differences " \
+                           "(expected < 1e-5): chain ∂Q1/∂a from critic_backward into actor_backward"
+
+
+@exercise(9, "set θ' ← τ·θ + (1-τ)·θ' for every trainable array of the target, in place")
+def test_soft_update_is_exact_polyak():
+    rng = np.random.default_rng(13)
+    actor, _ = small_nets(rng)
+    targ = d.with_flat({k: v + rng.standard_normal(v.shape) for k, v in actor.items() if k != "flat"})
+    expected = {k: 0.3 * actor[k] + 0.7 * targ[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3")}
+    d.soft_update(actor, targ, 0.3)
+    for k, v in expected.items():
+        assert np.allclose(targ[k], v, rtol=0, atol=1e-14), f"soft_update: target {k} is not τ·θ + (1-τ)·θ'"
+
+
+def test_masked_weights_stay_zero_through_many_adam_steps_and_soft_updates():
+    rng = np.random.default_rng(10)
+    actor, critic = small_nets(rng, H=8)
+    critic_targ = d.copy_net(critic)
+    opt = d.adam_init(critic)
+    for _ in range(200):
+        obs, act, y = rng.standard_normal((16, 3)), rng.standard_normal((16, 2)), rng.standard_normal((16, 1))
+        d.critic_step(critic, opt, {"obs": obs, "act": act}, y, 1e-2, 2e-4)
+        d.soft_update(critic, critic_targ, 0.05)
+    for l in (1, 2):
+        M = critic[f"M{l}"]
+        assert np.all(critic[f"W{l}"][M == 0] == 0)
+        assert np.all(opt[f"m_W{l}"][M == 0] == 0) and np.all(opt[f"v_W{l}"][M == 0] == 0)
+        assert np.all(critic_targ[f"W{l}"][M == 0] == 0)         # targets keep the online masks
+    assert np.count_nonzero(critic["W2"]) > 0.9 * critic["M2"].sum()  # and the present ones did learn
+
+
+
+# ----------------------------------- 8. The agent and one training iteration
+def test_dense_gradients_for_growth_match_finite_differences_at_absent_positions_too():
+    rng = np.random.default_rng(22)
+    actor, critic = small_nets(rng)
+    obs, act, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), rng.standard_normal((6, 1))
+    batch = {"obs": obs, "act": act}
+    dense = d.critic_loss_grads(d.without_masks(critic), batch, y)[2]
+    for key in ("W1", "W2"):                             # absent weights are 0; moving one changes the loss
+        num = numerical_grad(lambda: d.critic_loss_grads(critic, batch, y)[0], critic[key])
+        assert rel_err(dense[key], num) < 1e-6, f"without_masks + critic_loss_grads: {key} is not dL/dW"
+        assert np.any(dense[key][critic["M" + key[1]] == 0] != 0)
+    dense = d.actor_loss_grads(d.without_masks(actor), critic, obs)[1]
+    num = numerical_grad(lambda: d.actor_loss_grads(actor, critic, obs)[0], actor["W2"])
+    assert rel_err(dense["W2"], num) < 1e-6, "without_masks + actor_loss_grads: W2 is not dL/dW"
+
+
+def test_topology_update_zeroes_adam_moments_and_keeps_counts():
+    rng = np.random.default_rng(8)
+    _, critic = small_nets(rng, H=16)
+    opt = d.adam_init(critic)
+    for key in ("W1", "W2"):
+        opt["m_" + key][...] = critic[key] + 1.0         # nonzero moments where connections exist...
+        opt["m_" + key] *= critic["M" + key[1]]          # ...and zero where they do not (the invariant)
+        opt["v_" + key][...] = opt["m_" + key] ** 2
+    counts_before = [critic["M1"][i].sum() for i in range(2)]
+    d.topology_update(critic, opt, 0.2, rng)
+    for i in range(2):
+        assert critic["M1"][i].sum() == counts_before[i]     # per twin
+    for key in ("W1", "W2"):
+        M = critic["M" + key[1]]
+        assert np.all(opt["m_" + key][M == 0] == 0) and np.all(opt["v_" + key][M == 0] == 0)
+
+
+def test_drop_only_update_keeps_eta_fewer_connections_and_maintain_sparsity_follows():
+    rng = np.random.default_rng(19)
+    _, critic = small_nets(rng, H=40)
+    critic_targ, opt = d.copy_net(critic), d.adam_init(critic)
+    before = [critic["M2"][i].sum() for i in range(2)]
+    counts = d.topology_update(critic, opt, 0.05, rng, grow=False)
+    for i in range(2):
+        W = critic["W2"][i]
+        n_pos = np.count_nonzero((critic_targ["W2"][i] >= 0) & (critic_targ["W2"][i] != 0))
+        expected = before[i] - np.ceil(0.05 * n_pos) - np.ceil(0.05 * (before[i] - n_pos))
+        assert critic["M2"][i].sum() == expected == before[i] - counts[f"Q{i + 1}.W2"], \
+            "topology_update(grow=False): η of each sign dropped and nothing grown"
+        assert np.all(W[critic["M2"][i] == 0] == 0)
+    d.soft_update(critic, critic_targ, 0.005)
+    d.target_maintain_sparsity(critic, critic_targ)
+    for i in range(2):                                   # MaintainSparsity's k follows the smaller count
+        assert np.count_nonzero(critic_targ["W2"][i]) == critic["M2"][i].sum()
+
+
+def test_topology_schedule_stops_as_the_official_code():
+    # the paper's settings: the last regrowing update at iteration T - S - 50,000 = 925,000, then one drop-only
+    args = d.hyperparameters(d.make_parser().parse_args([]))
+    assert d.topology_due(1000, args) == "grow" and d.topology_due(1500, args) is None
+    assert d.topology_due(925_000, args) == "grow", "topology_due: iteration 925,000 is the last regrowing update"
+    assert d.topology_due(926_000, args) == "drop", "topology_due: iteration 926,000 drops only"
+    assert d.topology_due(927_000, args) is None and d.topology_due(975_000, args) is None
+    # a short run stops at the same fraction of its steps: 0.95 · 1000 - 100 = 850 iterations
+    args = d.hyperparameters(d.make_parser().parse_args(["--total-steps", "1000", "--learning-starts", "100",
+                                                         "--update-period", "100"]))
+    assert [d.topology_due(i, args) for i in range(100, 901, 100)] == ["grow"] * 8 + ["drop"]
+    for algo in ("td3", "static-td3"):
+        assert d.topology_due(100, {**args, "algo": algo}) is None
+
+
+def test_actor_updates_every_d_iterations_and_targets_follow():
+    rng = np.random.default_rng(14)
+    args = d.make_parser().parse_args(["--batch-size", "16", "--policy-delay", "3", "--update-period", "6"])
+    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), rng)
+    buf = make_buffer(rng)
+    for it in range(1, 8):
+        actor_before = agent["actor"]["W2"].copy()
+        targ_before = agent["critic_targ"]["W3"].copy()
+        out = d.train_iteration(agent, buf, it, d.hyperparameters(args), rng)
+        actor_moved = not np.array_equal(actor_before, agent["actor"]["W2"])
+        targ_moved = not np.array_equal(targ_before, agent["critic_targ"]["W3"])
+        assert actor_moved == (it % 3 == 0) == ("loss_pi" in out) == targ_moved, it
+        assert ("topology_actor" in out) == (it == 6)    # e = 6: the only iteration due within 1..7
+    # targets still as sparse as the online nets after the topology update (MaintainSparsity)
+    for net in ("actor", "critic"):
+        for l in (1, 2):
+            for M, Wt in zip(d.as_stack(agent[net][f"M{l}"]), d.as_stack(agent[net + "_targ"][f"W{l}"])):
+                assert np.count_nonzero(Wt) <= M.sum()
 
 
 def test_adam_decay_makes_dead_weights_subnormal_and_the_flush_removes_them():
@@ -431,140 +663,6 @@ def test_float32_stays_float32():
                 assert value.dtype == np.float32, (name, key)
 
 
-# ----------------------------------------------------------------------------- TD3 pieces
-def tiny_target_setup():
-    """Hand-made nets: π'(s') = 0.9 (saturating tanh), Q'1 = 10 + a, Q'2 = 20 + a (via the output biases)."""
-    A, S = 1, 1
-    actor = {"W1": np.zeros((S, 2)), "b1": np.zeros((1, 2)), "W2": np.zeros((2, 2)), "b2": np.zeros((1, 2)),
-             "W3": np.zeros((2, A)), "b3": np.full((1, A), np.arctanh(0.9)),
-             "act_scale": np.ones(A), "act_bias": np.zeros(A)}
-    critic = {"W1": np.zeros((2, S + A, 2)), "b1": np.zeros((2, 1, 2)), "W2": np.zeros((2, 2, 2)),
-              "b2": np.zeros((2, 1, 2)), "W3": np.ones((2, 2, 1)), "b3": np.array([10.0, 20.0]).reshape(2, 1, 1)}
-    critic["W1"][:, S, 0] = 1.0                          # h1[0] = relu(a)
-    critic["W2"][:, 0, 0] = 1.0                          # h2[0] = h1[0];  q = h2[0] + b3 (W3[1] hits 0)
-    return actor, critic
-
-
-def test_td3_target_math():
-    actor, critic = tiny_target_setup()
-    batch = {"next_obs": np.zeros((3, 1)), "rew": np.array([[1.0], [2.0], [3.0]]),
-             "terminated": np.array([[0.0], [1.0], [0.0]])}
-    sigma, zero = np.array([0.0]), np.array([0.0])
-    y = d.td3_target(actor, critic, batch, 0.5, sigma, zero, np.array([-1.0]), np.array([1.0]),
-                     np.random.default_rng(0))
-    # min(Q'1, Q'2) = 10 + 0.9 = 10.9;   y = r + γ(1 - terminated)·10.9
-    assert np.allclose(y, [[1 + 0.5 * 10.9], [2.0], [3 + 0.5 * 10.9]])
-
-
-def test_td3_target_noise_is_clipped_and_action_bounded():
-    actor, critic = tiny_target_setup()
-    batch = {"next_obs": np.zeros((2000, 1)), "rew": np.zeros((2000, 1)), "terminated": np.zeros((2000, 1))}
-    # huge σ̃ with c = 0.05: ã ∈ [0.85, 0.95]; with bounds [-1, 0.92] the top is clipped to 0.92
-    y = d.td3_target(actor, critic, batch, 1.0, np.array([100.0]), np.array([0.05]), np.array([-1.0]),
-                     np.array([0.92]), np.random.default_rng(1))
-    a = y - 10.0                                         # y = Q'1 = 10 + ã here
-    assert a.min() >= 0.85 - 1e-9 and a.max() <= 0.92 + 1e-9
-    assert np.isclose(a.min(), 0.85) and np.isclose(a.max(), 0.92)      # both clips are hit
-
-
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
-def test_env_step_stores_terminated_not_truncated(env_id):
-    """The program's own training loop: a time-limit cut is stored as not terminal, a real terminal as terminal
-    (sfujim/TD3#41, cleanrl#457), and both start a new episode."""
-    gym = pytest.importorskip("gymnasium")
-    if env_id != "Pendulum-v1":
-        pytest.importorskip("mujoco")
-    env = gym.make(env_id, max_episode_steps=5)          # Pendulum never terminates, only truncates
-    hp = d.hyperparameters(d.make_parser().parse_args(["--env", env_id, "--learning-starts", "1000"]))  # random acts
-    n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
-    rng = np.random.default_rng(0)
-    agent = d.build_agent(n_obs, n_act, env.action_space.low, env.action_space.high, hp, rng)
-    buf = d.buffer_init(40, n_obs, n_act)
-    state = {"step": 0, "obs": env.reset(seed=0)[0]}
-    steps = [step for step, _ in itertools.islice(d.train(agent, env, None, buf, hp, rng, state), 40)]
-    assert steps == list(range(1, 41)) and buf["size"] == 40
-    terminal = buf["terminated"][:, 0] == 1
-    new_episode = np.any(buf["obs"][1:] != buf["next_obs"][:-1], axis=1)   # obs[i+1] is not next_obs[i]
-    if env_id == "Pendulum-v1":
-        assert not terminal.any(), "train: a time-limit cut (truncated) was stored as terminated"
-        assert np.array_equal(np.flatnonzero(new_episode), np.arange(4, 39, 5))
-    else:                                                # random actions topple the pole within a few steps
-        assert terminal.any()
-        assert np.all(new_episode[terminal[:-1]])         # every terminal is followed by a reset
-
-
-def test_soft_update_is_exact_polyak():
-    rng = np.random.default_rng(13)
-    actor, _ = small_nets(rng)
-    targ = d.with_flat({k: v + rng.standard_normal(v.shape) for k, v in actor.items() if k != "flat"})
-    expected = {k: 0.3 * actor[k] + 0.7 * targ[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3")}
-    d.soft_update(actor, targ, 0.3)
-    for k, v in expected.items():
-        assert np.allclose(targ[k], v, rtol=0, atol=1e-14)
-
-
-def make_buffer(rng, n=400, S=11, A=3):
-    buf = d.buffer_init(n, S, A)
-    for _ in range(n):
-        d.buffer_add(buf, rng.standard_normal(S), rng.uniform(-1, 1, A), rng.standard_normal(),
-                     rng.standard_normal(S), rng.random() < 0.05)
-    return buf
-
-
-def test_actor_updates_every_d_iterations_and_targets_follow():
-    rng = np.random.default_rng(14)
-    args = d.make_parser().parse_args(["--batch-size", "16", "--policy-delay", "3", "--update-period", "6"])
-    agent = d.build_agent(11, 3, -np.ones(3), np.ones(3), d.hyperparameters(args), rng)
-    buf = make_buffer(rng)
-    for it in range(1, 8):
-        actor_before = agent["actor"]["W2"].copy()
-        targ_before = agent["critic_targ"]["W3"].copy()
-        out = d.train_iteration(agent, buf, it, d.hyperparameters(args), rng)
-        actor_moved = not np.array_equal(actor_before, agent["actor"]["W2"])
-        targ_moved = not np.array_equal(targ_before, agent["critic_targ"]["W3"])
-        assert actor_moved == (it % 3 == 0) == ("loss_pi" in out) == targ_moved, it
-        assert ("topology_actor" in out) == (it == 6)    # e = 6: the only iteration due within 1..7
-    # targets still as sparse as the online nets after the topology update (MaintainSparsity)
-    for net in ("actor", "critic"):
-        for l in (1, 2):
-            for M, Wt in zip(d.as_stack(agent[net][f"M{l}"]), d.as_stack(agent[net + "_targ"][f"W{l}"])):
-                assert np.count_nonzero(Wt) <= M.sum()
-
-
-def test_topology_schedule_stops_as_the_official_code():
-    # the paper's settings: the last regrowing update at iteration T - S - 50,000 = 925,000, then one drop-only
-    args = d.hyperparameters(d.make_parser().parse_args([]))
-    assert d.topology_due(1000, args) == "grow" and d.topology_due(1500, args) is None
-    assert d.topology_due(925_000, args) == "grow", "topology_due: iteration 925,000 is the last regrowing update"
-    assert d.topology_due(926_000, args) == "drop", "topology_due: iteration 926,000 drops only"
-    assert d.topology_due(927_000, args) is None and d.topology_due(975_000, args) is None
-    # a short run stops at the same fraction of its steps: 0.95 · 1000 - 100 = 850 iterations
-    args = d.hyperparameters(d.make_parser().parse_args(["--total-steps", "1000", "--learning-starts", "100",
-                                                         "--update-period", "100"]))
-    assert [d.topology_due(i, args) for i in range(100, 901, 100)] == ["grow"] * 8 + ["drop"]
-    for algo in ("td3", "static-td3"):
-        assert d.topology_due(100, {**args, "algo": algo}) is None
-
-
-def test_drop_only_update_keeps_eta_fewer_connections_and_maintain_sparsity_follows():
-    rng = np.random.default_rng(19)
-    _, critic = small_nets(rng, H=40)
-    critic_targ, opt = d.copy_net(critic), d.adam_init(critic)
-    before = [critic["M2"][i].sum() for i in range(2)]
-    counts = d.topology_update(critic, opt, 0.05, rng, grow=False)
-    for i in range(2):
-        W = critic["W2"][i]
-        n_pos = np.count_nonzero((critic_targ["W2"][i] >= 0) & (critic_targ["W2"][i] != 0))
-        expected = before[i] - np.ceil(0.05 * n_pos) - np.ceil(0.05 * (before[i] - n_pos))
-        assert critic["M2"][i].sum() == expected == before[i] - counts[f"Q{i + 1}.W2"], \
-            "topology_update(grow=False): η of each sign dropped and nothing grown"
-        assert np.all(W[critic["M2"][i] == 0] == 0)
-    d.soft_update(critic, critic_targ, 0.005)
-    d.target_maintain_sparsity(critic, critic_targ)
-    for i in range(2):                                   # MaintainSparsity's k follows the smaller count
-        assert np.count_nonzero(critic_targ["W2"][i]) == critic["M2"][i].sum()
-
-
 def test_flop_count_dense_and_sparse():
     rng = np.random.default_rng(15)
     args = d.make_parser().parse_args(["--algo", "td3", "--env", "HalfCheetah-v4"])
@@ -579,17 +677,42 @@ def test_flop_count_dense_and_sparse():
     assert 0.45 < ratio < 0.55                           # about half, as the paper reports (0.49x)
 
 
-# ----------------------------------------------------------------------------- buffer, CLI, determinism
-def test_buffer_wraps_and_sampling_is_seeded():
-    buf = d.buffer_init(5, 2, 1)
-    for i in range(7):
-        d.buffer_add(buf, np.full(2, i), np.full(1, i), i, np.full(2, i + 1), False)
-    assert buf["size"] == 5 and buf["ptr"] == 2
-    assert list(buf["rew"][:, 0]) == [5, 6, 2, 3, 4]     # 0 and 1 were overwritten
-    b1 = d.buffer_sample(buf, 8, np.random.default_rng(3))
-    b2 = d.buffer_sample(buf, 8, np.random.default_rng(3))
-    assert all(np.array_equal(b1[k], b2[k]) for k in b1)
-    assert np.array_equal(b1["next_obs"][:, 0], b1["obs"][:, 0] + 1)   # rows stay together
+
+# ----------------------------------------------------- 10. The training loop
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
+@exercise(10, "run the docstring's loop: act, step the env, store (s, a, r, s', terminated), reset at an episode's "
+               "end, train after the warm-up, and yield after each step")
+def test_env_step_stores_terminated_not_truncated(env_id):
+    """The program's own training loop: a time-limit cut is stored as not terminal, a real terminal as terminal
+    (sfujim/TD3#41, cleanrl#457), and both start a new episode."""
+    gym = pytest.importorskip("gymnasium")
+    if env_id != "Pendulum-v1":
+        pytest.importorskip("mujoco")
+    env = gym.make(env_id, max_episode_steps=5)          # Pendulum never terminates, only truncates
+    hp = d.hyperparameters(d.make_parser().parse_args(["--env", env_id, "--learning-starts", "1000"]))  # random acts
+    n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
+    rng = np.random.default_rng(0)
+    agent = d.build_agent(n_obs, n_act, env.action_space.low, env.action_space.high, hp, rng)
+    buf = d.buffer_init(40, n_obs, n_act)
+    state = {"step": 0, "obs": env.reset(seed=0)[0]}
+    steps = [step for step, _ in itertools.islice(d.train(agent, env, None, buf, hp, rng, state), 40)]
+    assert steps == list(range(1, 41)), f"train: yielded steps {steps[:5]}..., expected 1, 2, ..., 40"
+    assert buf["size"] == 40, f"train: {buf['size']} transitions stored after 40 steps, expected 40"
+    terminal = buf["terminated"][:, 0] == 1
+    new_episode = np.any(buf["obs"][1:] != buf["next_obs"][:-1], axis=1)   # obs[i+1] is not next_obs[i]
+    if env_id == "Pendulum-v1":
+        assert not terminal.any(), "train: a time-limit cut (truncated) was stored as terminated"
+        assert np.array_equal(np.flatnonzero(new_episode), np.arange(4, 39, 5))
+    else:                                                # random actions topple the pole within a few steps
+        assert terminal.any()
+        assert np.all(new_episode[terminal[:-1]])         # every terminal is followed by a reset
+
+
+
+# ------------------------ Part II: command line, runs, checkpoints, failures
+def run_cli(*argv, timeout=300):
+    return subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv], capture_output=True,
+                          text=True, timeout=timeout, cwd=HERE)
 
 
 def test_defaults_are_the_papers():
@@ -602,11 +725,6 @@ def test_defaults_are_the_papers():
     for k, v in expected.items():
         assert getattr(args, k) == v, k
         assert type(getattr(args, k)) is type(v), k
-
-
-def run_cli(*argv, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv], capture_output=True,
-                          text=True, timeout=timeout, cwd=HERE)
 
 
 def test_help_documents_every_flag():
@@ -717,7 +835,6 @@ def test_learns_inverted_pendulum(tmp_path):
     assert max(returns) >= 900, returns
 
 
-# ----------------------------------------------------------------------------- checkpoints, resume, errors
 SHORT = ["--total-steps", "900", "--learning-starts", "100", "--batch-size", "32", "--eval-every", "300",
          "--eval-episodes", "1", "--log-every", "50", "--update-period", "50"]
 
@@ -832,7 +949,6 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
                                                  if k.startswith("actor/"))
 
 
-# ----------------------------------------------------------------------------- nothing lost, never a traceback
 def assert_os_failure(code, stderr, message):
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and lines[0].startswith("dst_td3.py: error:"), (code, stderr)
@@ -967,7 +1083,47 @@ def test_first_hour_eta_in_the_warm_up_load_a_run_folder_and_help_defaults(tmp_p
     assert "(default: None)" not in run_cli("--help").stdout
 
 
-# ----------------------------------------------------------------------------- the run report
+
+# -------------------------------------------- Part II: the lab's diagnostics
+def test_dormant_fraction_on_hand_made_activations():
+    h = np.ones((4, 10))                                 # 10 units, each mean |h| = 1 ...
+    h[:, :3] = 0.05                                      # ... but 3 at 0.05: 0.05 / 0.715 = 0.07 <= 0.1
+    h[:, 3] = 0.2                                        # 0.2 / 0.715 = 0.28: active
+    assert d.dormant_fraction([h]) == pytest.approx(0.3), "dormant_fraction: 3 of 10 units are dormant"
+    twins = np.stack([h, np.ones((4, 10))])              # the critic's twin axis: each twin has its own mean
+    assert d.dormant_fraction([twins]) == pytest.approx(3 / 20)
+
+
+def test_diagnostics_leave_the_run_untouched_and_topology_csv_counts_the_masks(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mujoco")
+    argv = [*SMOKE, "--runs-dir"]
+    assert d.main([*argv, str(tmp_path / "with")]) == 0
+    monkeypatch.setattr(d, "network_diagnostics", lambda *a: {"dormant_actor": 0.0, "dormant_critic": 0.0})
+    monkeypatch.setattr(d, "record_topology", lambda *a: None)
+    assert d.main([*argv, str(tmp_path / "without")]) == 0
+    runs = [only_run_dir(tmp_path / sub) for sub in ("with", "without")]
+    returns = [[row["return_mean"] for row in csv.DictReader(open(os.path.join(r, "eval.csv")))] for r in runs]
+    assert returns[0] == returns[1], "the diagnostics must not draw from the run's generator"
+    rows = list(csv.DictReader(open(os.path.join(runs[0], "topology.csv"))))
+    masks = np.load(os.path.join(runs[0], "checkpoint.npz"))
+    last = {row["network"]: row for row in rows if row["step"] == "300"}
+    assert [int(last["actor"][f"obs_{i}"]) for i in range(11)] == list(masks["actor/M1"].sum(axis=1).astype(int))
+    assert int(last["critic2"]["act_2"]) == int(masks["critic/M1"][1][13].sum())
+    dormant = [float(row["dormant_critic"]) for row in csv.DictReader(open(os.path.join(runs[0], "eval.csv")))]
+    assert all(0 <= x <= 1 for x in dormant)
+
+
+@pytest.mark.parametrize("flags", [["--grow", "gradient"], ["--drop-schedule", "cosine"],
+                                   ["--distribution", "uniform", "--sparsity", "0.8"]])
+def test_lab_flags_run(tmp_path, flags):
+    pytest.importorskip("mujoco")
+    res = run_cli(*SMOKE, *flags, "--runs-dir", str(tmp_path))
+    assert res.returncode == 0 and "topology step=" in res.stdout, res.stderr
+    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["args"][flags[0][2:].replace("-", "_")] == flags[1]
+
+
+
+# --------------------------------------------------- Part II: the run report
 def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, **args):
     """A hand-made run folder: config.json and an eval.csv with one evaluation every 5,000 steps."""
     os.makedirs(folder)
@@ -1054,88 +1210,3 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     res = run_cli("--report", str(tmp_path / "not-a-run"))   # nothing to report: the warning says why, then an error
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.splitlines()[-1].startswith("dst_td3.py: error: no runs with evaluations below"), res.stderr
-
-
-# ----------------------------------------------------------------------------- the sparse-training lab
-def test_gradient_growth_takes_the_largest_gradients_among_the_free_positions():
-    rng = np.random.default_rng(21)
-    M = (rng.random((30, 20)) < 0.4).astype(F64)
-    W = rng.standard_normal((30, 20)) * M
-    G = rng.standard_normal((30, 20))                    # a hand-made dense gradient
-    free_before = np.flatnonzero(M.reshape(-1) == 0)
-    dropped, grown = d.drop_and_grow(W, M, 0.1, rng, dW_dense=G)
-    score = np.abs(G.reshape(-1)[free_before])
-    expected = set(free_before[np.argsort(-score)[:dropped.size]])
-    assert set(grown) == expected, "drop_and_grow(dW_dense=...): expected the top-k |gradient| of the free positions"
-    assert not set(grown) & set(dropped) and np.all(W.reshape(-1)[grown] == 0)
-
-
-def test_dense_gradients_for_growth_match_finite_differences_at_absent_positions_too():
-    rng = np.random.default_rng(22)
-    actor, critic = small_nets(rng)
-    obs, act, y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), rng.standard_normal((6, 1))
-    batch = {"obs": obs, "act": act}
-    dense = d.critic_loss_grads(d.without_masks(critic), batch, y)[2]
-    for key in ("W1", "W2"):                             # absent weights are 0; moving one changes the loss
-        num = numerical_grad(lambda: d.critic_loss_grads(critic, batch, y)[0], critic[key])
-        assert rel_err(dense[key], num) < 1e-6, f"without_masks + critic_loss_grads: {key} is not dL/dW"
-        assert np.any(dense[key][critic["M" + key[1]] == 0] != 0)
-    dense = d.actor_loss_grads(d.without_masks(actor), critic, obs)[1]
-    num = numerical_grad(lambda: d.actor_loss_grads(actor, critic, obs)[0], actor["W2"])
-    assert rel_err(dense["W2"], num) < 1e-6, "without_masks + actor_loss_grads: W2 is not dL/dW"
-
-
-def test_cosine_drop_schedule():
-    hp = d.hyperparameters(d.make_parser().parse_args(["--drop-schedule", "cosine"]))   # t_stop = 925,000
-    for t, expected in ((0, 0.05), (462_500, 0.025), (925_000, 0.0), (926_000, 0.0)):
-        assert d.drop_fraction(t, hp) == pytest.approx(expected, abs=1e-12), f"drop_fraction({t}) cosine"
-    assert d.drop_fraction(462_500, {**hp, "drop_schedule": "constant"}) == 0.05
-
-
-@pytest.mark.parametrize("sparsity", [None, 0.9])
-def test_uniform_distribution_keeps_the_er_budget_at_one_density(sparsity):
-    sizes = [(11, 256), (256, 256), (256, 3)]            # Hopper's actor
-    p_er = d.er_densities(sizes, [7.0, 64.0], sparsity)
-    p_uni = d.uniform_densities(sizes, [7.0, 64.0], sparsity)
-    n = [11 * 256, 256 * 256]
-    assert p_uni[0] == p_uni[1] and p_er[0] > p_er[1], "uniform: one density; ER keeps Hopper's input layer denser"
-    assert p_uni[0] * sum(n) == pytest.approx(p_er[0] * n[0] + p_er[1] * n[1]), "uniform: ER's weight budget"
-    if sparsity is None:
-        assert (round(p_er[0], 2), round(p_er[1], 2), round(p_uni[0], 2)) == (0.66, 0.5, 0.51)   # the docstring
-
-
-def test_dormant_fraction_on_hand_made_activations():
-    h = np.ones((4, 10))                                 # 10 units, each mean |h| = 1 ...
-    h[:, :3] = 0.05                                      # ... but 3 at 0.05: 0.05 / 0.715 = 0.07 <= 0.1
-    h[:, 3] = 0.2                                        # 0.2 / 0.715 = 0.28: active
-    assert d.dormant_fraction([h]) == pytest.approx(0.3), "dormant_fraction: 3 of 10 units are dormant"
-    twins = np.stack([h, np.ones((4, 10))])              # the critic's twin axis: each twin has its own mean
-    assert d.dormant_fraction([twins]) == pytest.approx(3 / 20)
-
-
-def test_diagnostics_leave_the_run_untouched_and_topology_csv_counts_the_masks(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("mujoco")
-    argv = [*SMOKE, "--runs-dir"]
-    assert d.main([*argv, str(tmp_path / "with")]) == 0
-    monkeypatch.setattr(d, "network_diagnostics", lambda *a: {"dormant_actor": 0.0, "dormant_critic": 0.0})
-    monkeypatch.setattr(d, "record_topology", lambda *a: None)
-    assert d.main([*argv, str(tmp_path / "without")]) == 0
-    runs = [only_run_dir(tmp_path / sub) for sub in ("with", "without")]
-    returns = [[row["return_mean"] for row in csv.DictReader(open(os.path.join(r, "eval.csv")))] for r in runs]
-    assert returns[0] == returns[1], "the diagnostics must not draw from the run's generator"
-    rows = list(csv.DictReader(open(os.path.join(runs[0], "topology.csv"))))
-    masks = np.load(os.path.join(runs[0], "checkpoint.npz"))
-    last = {row["network"]: row for row in rows if row["step"] == "300"}
-    assert [int(last["actor"][f"obs_{i}"]) for i in range(11)] == list(masks["actor/M1"].sum(axis=1).astype(int))
-    assert int(last["critic2"]["act_2"]) == int(masks["critic/M1"][1][13].sum())
-    dormant = [float(row["dormant_critic"]) for row in csv.DictReader(open(os.path.join(runs[0], "eval.csv")))]
-    assert all(0 <= x <= 1 for x in dormant)
-
-
-@pytest.mark.parametrize("flags", [["--grow", "gradient"], ["--drop-schedule", "cosine"],
-                                   ["--distribution", "uniform", "--sparsity", "0.8"]])
-def test_lab_flags_run(tmp_path, flags):
-    pytest.importorskip("mujoco")
-    res = run_cli(*SMOKE, *flags, "--runs-dir", str(tmp_path))
-    assert res.returncode == 0 and "topology step=" in res.stdout, res.stderr
-    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["args"][flags[0][2:].replace("-", "_")] == flags[1]

@@ -1967,6 +1967,20 @@ def start_run(args, argv):
     return args, hp, agent, env, eval_env, buf, rng, loop, run, clock
 
 
+def record_step(info, step, agent, hp, loop, log, run):
+    """What Part II does after every step: count FLOPs, keep the losses for the progress line, stop on a NaN
+    (before the evaluation: never evaluate a NaN policy), and report a topology update."""
+    if "loss_q" in info:
+        loop["flops"] += run["flops_iter"]
+        loop["flops_dense"] += run["flops_iter_dense"]
+    log.update(info)
+    check_losses(info, step, run)
+    if "topology_actor" in info:
+        print_topology(info, step, agent, hp)
+        run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"],
+                                            hp["policy_delay"])   # fewer after a drop-only update
+
+
 def run_training(args, argv):
     """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
     args, hp, agent, env, eval_env, buf, rng, loop, run, clock = start_run(args, argv)
@@ -1982,16 +1996,8 @@ def run_training(args, argv):
             if "eval_returns" in info:
                 record_evaluation(info["eval_returns"], agent, buf, rng, env, loop, run, args)
             else:
-                if "loss_q" in info:
-                    n_iterations += 1
-                    loop["flops"] += run["flops_iter"]
-                    loop["flops_dense"] += run["flops_iter_dense"]
-                log.update(info)
-                check_losses(info, step, run)            # before the evaluation: never evaluate a NaN policy
-                if "topology_actor" in info:
-                    print_topology(info, step, agent, hp)
-                    run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], args.batch_size,
-                                                        args.policy_delay)   # fewer after a drop-only update
+                n_iterations += "loss_q" in info
+                record_step(info, step, agent, hp, loop, log, run)
                 if step == args.learning_starts:
                     clock["warmup_end"] = time.perf_counter()
                 if eval_due(step, hp):

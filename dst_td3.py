@@ -307,11 +307,11 @@ def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
     Grow: as many new connections among the positions that were absent before this update: uniformly at random
     (the paper, SET), or, given dW_dense (n_in, n_out) = ∂L/∂W at every position, where |∂L/∂W| is largest [RigL].
     """
-    w, m = W.reshape(-1), M.reshape(-1)                  # views of the same memory (contiguous arrays)
-    active = np.flatnonzero(m)
+    w, mask = W.reshape(-1), M.reshape(-1)               # views of the same memory (contiguous arrays)
+    active = np.flatnonzero(mask)
     # CHOICE: grown positions exclude the ones just dropped, because Alg. 2 grows "new" connections; the official
     # code can regrow them (244 of 5,197 drops in one measured update). TRAP: so `free` is taken before the drop.
-    free = np.flatnonzero(m == 0)
+    free = np.flatnonzero(mask == 0)
     # CHOICE: each sign separately, η of each (official code; Alg. 2 writes c/2 of each); w = 0 counts as
     # positive, so an active weight stuck at exactly 0 goes first. Counts round up, so that a layer with fewer
     # than 1/η weights of a sign still adapts, and never exceed what can be regrown.
@@ -322,7 +322,7 @@ def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
     drop_pos = pos[np.argpartition(w[pos], k_pos - 1)[:k_pos]] if k_pos else pos[:0]    # smallest positive
     drop_neg = neg[np.argpartition(-w[neg], k_neg - 1)[:k_neg]] if k_neg else neg[:0]   # negative, nearest 0
     dropped = np.concatenate([drop_pos, drop_neg])
-    m[dropped], w[dropped] = 0, 0
+    mask[dropped], w[dropped] = 0, 0
     if not grow:
         grown = dropped[:0]
     elif dW_dense is None:
@@ -331,7 +331,7 @@ def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
         grown = grow_by_gradient(free, dropped.size, dW_dense)
     # CHOICE: grown weights start at exactly 0, so the network's function does not change at the update; the
     # official code's start one Adam step away from 0 (|w| up to 8e-4), from its dense moments
-    m[grown], w[grown] = 1, 0
+    mask[grown], w[grown] = 1, 0
     return dropped, grown
 
 

@@ -103,7 +103,9 @@ A map of the file:
     18 main
 
 Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/eval.csv):
-  sps            environment steps per second over the last log interval (training included)
+  sps            environment steps per second over the last log interval
+  warmup_sps     steps per second of the random warm-up, and train_sps of training, in this process so far
+  eta            time left: from train_sps, or during the warm-up from a timed probe of a training iteration
   loss_q         critic loss Σ_j mean((Q_j(s,a) - y)²) of the last iteration
   loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
   q1             mean Q_1(s, a) over the last batch, the critic's value estimate
@@ -111,6 +113,8 @@ Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/
   return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
   params         nonzero weights of actor + both critics (biases excluded), as the paper counts (Eq. 8)
   flops          training FLOPs so far and their ratio to dense TD3 with the same settings (Eqs. 9-10)
+  dormant_*      fraction of τ-dormant hidden units (τ = 0.1) on a batch of replay states [ReDo]
+  topology.csv   per evaluation: the connections each input keeps in the first layer of each sparse network
 """
 
 # #############################################################################################################

@@ -1540,9 +1540,10 @@ def resume_from(data, agent, buf, rng, env, loop, run):
     loop["step"], loop["last_eval"] = int(data["loop/step"]), float(data["loop/last_eval"])
     saved = run["config"]["args"]
     run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], saved["batch_size"], saved["policy_delay"])
+    run["params"] = sum(count_weights(agent[name])[0] for name in ("actor", "critic"))   # after a drop-only update
     iterations = max(0, loop["step"] - saved["learning_starts"])
-    loop["flops"] = float(data.get("loop/flops", iterations * run["flops_iter"]))   # older checkpoints: estimated
     loop["flops_dense"] = float(data.get("loop/flops_dense", iterations * run["flops_iter_dense"]))
+    loop["flops"] = float(data["loop/flops"]) if "loop/flops" in data else None   # older checkpoints: eval.csv
     if "buffer/size" in data:
         size = int(data["buffer/size"])
         for key in BUFFER_KEYS:
@@ -1559,6 +1560,8 @@ def resume_from(data, agent, buf, rng, env, loop, run):
         loop["obs"] = env.reset()[0]
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
     run["eval_fields"] = clean_eval_csv(os.path.join(run["dir"], "eval.csv"), loop["step"])
+    if loop["flops"] is None:                            # a checkpoint older than loop/flops: the row of its step
+        loop["flops"] = flops_at(os.path.join(run["dir"], "eval.csv"), loop["step"], iterations * run["flops_iter"])
     clean_topology_csv(os.path.join(run["dir"], "topology.csv"), loop["step"])
     print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
 
@@ -1583,6 +1586,13 @@ def clean_eval_csv(path, last_step):
     kept = [row for row in good if int(row[0]) <= last_step]
     write_atomically(path, lambda f: csv.writer(f).writerows([fields] + kept))
     return fields
+
+
+def flops_at(path, step, estimate):
+    """The training FLOPs that eval.csv records at `step`, or the estimate if it has no such row."""
+    with open(path, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("step") == str(step) and row.get("flops")]
+    return float(rows[-1]["flops"]) if rows else estimate
 
 
 def clean_topology_csv(path, last_step):
@@ -2022,6 +2032,8 @@ def run_training(args, argv):
     print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={loop['last_eval']:.1f} "
           f"run_dir={run['dir']}", flush=True)
     print(f"reproduce: {run['config']['command']}", flush=True)
+    for command in run["config"].get("extended", []):
+        print(f"extended by: {command}", flush=True)
     if args.profile:
         print_profile(prof, wall, n_iterations)
     return 0

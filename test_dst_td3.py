@@ -1055,6 +1055,24 @@ def test_resume_keeps_eval_csv_whole_and_extends_the_run(tmp_path):
     assert no_temporary_files(tmp_path) == []
 
 
+def test_resume_of_a_checkpoint_without_flops_continues_the_count_from_eval_csv(tmp_path):
+    pytest.importorskip("mujoco")
+    run_dir = finished_short_run(tmp_path)
+    path = os.path.join(run_dir, "checkpoint.npz")
+    with np.load(path) as data:                          # a checkpoint of an older version: no loop/flops
+        arrays = {key: data[key] for key in data.files if not key.startswith("loop/flops")}
+    np.savez(path, **arrays)
+    assert run_cli("--resume", run_dir, "--total-steps", "940").returncode == 0   # no topology update in 901-940
+    with open(os.path.join(run_dir, "eval.csv")) as f:
+        flops = [float(row["flops"]) for row in csv.DictReader(f)]
+    with np.load(path) as data:                          # the masks of steps 901-940
+        nets = [{key.split("/")[1]: data[key] for key in data.files if key.startswith(name + "/")}
+                for name in ("actor", "critic")]
+    added = 40 * d.iteration_flops(*nets, 32, 2)         # 40 iterations at batch 32
+    assert flops[3] == pytest.approx(flops[2] + added, rel=1e-3), \
+        f"resume: training FLOPs {flops} must go on from eval.csv's row at the checkpoint's step"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--lr", "1e-4"], "only --total-steps may extend it (drop --lr"),
     (["--save-buffer"], "only --total-steps may extend it (drop --save-buffer"),

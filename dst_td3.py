@@ -94,13 +94,15 @@ A map of the file:
      1 imports, the float type, the paper's hyperparameters     6 replay buffer
      2 layers: forward/backward pairs and the loss              7 the TD3 update: target, critic and actor steps,
      3 sparsity: Erdős–Rényi masks, drop-and-grow,                soft update, FLOPs
-       MaintainSparsity                                         8 the agent and one training iteration
-     4 actor and twin critics                                   9 deterministic evaluation
-     5 Adam                                                    10 the training loop
+       MaintainSparsity, and the lab's choices: gradient        8 the agent and one training iteration (and the
+       growth (--grow), a cosine η (--drop-schedule),             dense gradients that gradient growth ranks)
+       uniform densities (--distribution)                       9 deterministic evaluation
+     4 actor and twin critics                                  10 the training loop
+     5 Adam
   PART II — running it (what a user needs around the method)
-    11 command line and input checks   12 environments   13 run folders and logs
-    14 checkpoints, resume and signals   15 profiling   16 evaluating a saved policy   17 the run report
-    18 main
+    11 command line and input checks   12 environments   13 run folders and logs, with the diagnostics:
+    dormant units and topology.csv   14 checkpoints, resume and signals   15 profiling   16 evaluating a saved
+    policy   17 the run report (--report)   18 main
 
 Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/eval.csv):
   sps            environment steps per second over the last log interval
@@ -180,7 +182,7 @@ def masked_linear_forward(x, W, b, M=None):
     drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M.
     """
     y = x @ W                                            # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
-    y += b                                               # PERF: in place, no second (2, B, H) array: 6 % of an iteration
+    y += b                                               # PERF: in place, no second (2, B, H): 6 % of an iteration
     return y, (x, W, M)
 
 
@@ -244,7 +246,8 @@ def mse_loss(pred, target):
 
 
 # =============================================================================
-# 3. Sparsity: Erdős–Rényi masks (Eq. 1), drop-and-grow (Alg. 2), MaintainSparsity (Alg. 3).
+# 3. Sparsity: Erdős–Rényi masks (Eq. 1), drop-and-grow (Alg. 2), MaintainSparsity (Alg. 3), and the lab's
+#    other rules: uniform densities, gradient growth [RigL], a cosine η schedule.
 # =============================================================================
 def er_probability(n_in, n_out, lam):
     """PAPER: p_l = λ_l · (n_{l-1} + n_l) / (n_{l-1} · n_l), capped at 1   [DS-TD3, Eq. 1]"""
@@ -467,11 +470,11 @@ def critic_forward(critic, obs, act):
     and q is (1, B, 1). The shapes below are written for both twins.
     """
     x = np.concatenate([obs, act], axis=1)                                              # (B, S+A)
-    z1, lin1 = masked_linear_forward(x, critic["W1"], critic["b1"], critic.get("M1"))   # (B, S+A)@(2, S+A, H) -> (2, B, H)
+    z1, lin1 = masked_linear_forward(x, critic["W1"], critic["b1"], critic.get("M1"))  # (B, S+A)@(2, S+A, H)->(2, B, H)
     h1, relu1 = relu_forward(z1)
-    z2, lin2 = masked_linear_forward(h1, critic["W2"], critic["b2"], critic.get("M2"))  # (2, B, H)@(2, H, H) -> (2, B, H)
+    z2, lin2 = masked_linear_forward(h1, critic["W2"], critic["b2"], critic.get("M2"))  # (2, B, H)@(2, H, H)->(2, B, H)
     h2, relu2 = relu_forward(z2)
-    q, lin3 = masked_linear_forward(h2, critic["W3"], critic["b3"])                     # (2, B, H)@(2, H, 1) -> (2, B, 1)
+    q, lin3 = masked_linear_forward(h2, critic["W3"], critic["b3"])                     # (2, B, H)@(2, H, 1)->(2, B, 1)
     return q, (lin1, relu1, lin2, relu2, lin3, obs.shape[1])
 
 
@@ -1016,7 +1019,8 @@ def check_args(args):
     floats = [action.dest for action in make_parser()._actions if action.type is float]
     not_finite = [name for name in floats if getattr(args, name) is not None and not math.isfinite(getattr(args, name))]
     if not_finite:
-        raise UserError(f"--{not_finite[0].replace('_', '-')} must be a finite number, not {getattr(args, not_finite[0])}")
+        name = not_finite[0]
+        raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(args, name)}")
     checks = [
         (args.seed >= 0, "--seed must be >= 0"),
         (args.total_steps > 0, "--total-steps must be > 0"),
@@ -1854,7 +1858,8 @@ def svg_panel(env, curves, x0, width=340, height=250, left=55, top=30, bottom=40
                    f'<text x="{px - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{t:g}</text>')
     for algo, c in curves.items():
         steps, mean, std = c["curve_steps"], c["curve_mean"], c["curve_std"]
-        band = [xy(s, r) for s, r in zip(steps, mean + std)] + [xy(s, r) for s, r in zip(steps[::-1], (mean - std)[::-1])]
+        band = ([xy(s, r) for s, r in zip(steps, mean + std)]                         # the upper edge, forwards
+                + [xy(s, r) for s, r in zip(steps[::-1], (mean - std)[::-1])])         # the lower edge, back
         out.append(f'<polygon id="{env}/{algo}/band" fill="{COLOURS[algo]}" fill-opacity="0.2" stroke="none" '
                    f'points="{" ".join(band)}"/>')
         out.append(f'<polyline id="{env}/{algo}/mean" fill="none" stroke="{COLOURS[algo]}" stroke-width="1.5" '

@@ -1137,7 +1137,8 @@ def test_lab_flags_run(tmp_path, flags):
     pytest.importorskip("mujoco")
     res = run_cli(*SMOKE, *flags, "--runs-dir", str(tmp_path))
     assert res.returncode == 0 and "topology step=" in res.stdout, res.stderr
-    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["args"][flags[0][2:].replace("-", "_")] == flags[1]
+    saved = json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["args"]
+    assert saved[flags[0][2:].replace("-", "_")] == flags[1], "the lab's flag must be saved in config.json"
 
 
 

@@ -1976,8 +1976,8 @@ def start_run(args, argv):
         run.update({"dir": args.resume, "config": config, "lock": lock,
                     "checkpoint": os.path.join(args.resume, CHECKPOINT)})
         try:
-            write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(config, f, indent=2))
             resume_from(data, agent, buf, rng, env, loop, run)
+            write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(config, f, indent=2))
         except OSError as err:
             raise os_failure(err, "update", run["dir"]) from None
     print_header(run, args, agent, buf)

@@ -49,6 +49,7 @@ Shape legend:  B batch   S observation size   A action size   H hidden width (25
 DS-TD3 [DS-TD3, Alg. 1-3], line by line as the training loop (train, section 10) and the iteration it calls
 (train_iteration, section 8) run it:
     init actor π_φ and critics Q_θ1, Q_θ2 with Erdős–Rényi masks (Eq. 1); targets φ' ← φ, θ' ← θ
+                                                              (build_agent, section 8: the agent train is given)
     for t = 1 .. T:
         a = uniform random if t <= S, else clip(π(s) + N(0, (0.1·max_a)²), lo, hi)
         step the env, store (s, a, r, s', terminated) in the replay buffer; at an episode's end, reset

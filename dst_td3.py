@@ -1772,9 +1772,10 @@ def group_runs(runs):
     groups = {}
     for run in sorted(runs, key=lambda r: (r["args"]["env"], ALGOS.index(r["args"]["algo"]), r["args"]["seed"])):
         groups.setdefault((run["args"]["env"], run["args"]["algo"]), []).append(run)
+    defaults = vars(make_parser().parse_args([]))      # a run older than a flag ran with its default
     for (env, algo), members in groups.items():
         for key in sorted(set().union(*(m["args"] for m in members)) - NOT_SETTINGS):
-            values = sorted({json.dumps(m["args"].get(key)) for m in members})
+            values = sorted({json.dumps(m["args"].get(key, defaults.get(key))) for m in members})
             if len(values) > 1:
                 report_warning(f"{env} {algo}: the runs differ in {key} ({', '.join(values)}); compared anyway")
     return groups

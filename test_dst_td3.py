@@ -1215,6 +1215,10 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     with open(tmp_path / "c" / "eval.csv", "a") as f:
         f.write("65000,12")                              # a half-written last row
     make_run(tmp_path / "empty", "Hopper-v4", "td3", 3, [], 1000, 1.0)
+    make_run(tmp_path / "older", "Hopper-v4", "td3", 4, np.arange(12) * 100.0, 1000, 1.0)
+    config = json.load(open(tmp_path / "older" / "config.json"))
+    del config["args"]["grow"]                           # a run made before --grow existed: not a mixed setting
+    json.dump(config, open(tmp_path / "older" / "config.json", "w"))
     os.makedirs(tmp_path / "not-a-run")
     (tmp_path / "not-a-run" / "eval.csv").write_text("step,return_mean\n5000,1\n")
     assert d.main(["--report", str(tmp_path), str(tmp_path / "missing")]) == 0
@@ -1225,7 +1229,7 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
                      "has no evaluations yet", "is not a run (no readable config.json)", "is not a folder"):
         assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
     assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
-    assert report_rows(out)[("Hopper-v4", "td3")][2:4] == ["3", "40,000"]
+    assert report_rows(out)[("Hopper-v4", "td3")][2:4] == ["4", "40,000"] and "grow" not in err
     res = run_cli("--report", str(tmp_path / "not-a-run"))   # nothing to report: the warning says why, then an error
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.splitlines()[-1].startswith("dst_td3.py: error: no runs with evaluations below"), res.stderr

@@ -796,7 +796,7 @@ def train_iteration(agent, buf, iteration, hp, rng):
     loss_q, q1 = critic_step(critic, agent["opt_critic"], batch, y, hp["lr"], hp["weight_decay"])
     out = {"loss_q": loss_q, "q1": q1}
     adapt, gradient = topology_due(iteration, hp), hp["grow"] == "gradient"
-    eta = drop_fraction(iteration, hp)
+    eta = drop_fraction(iteration, hp) if adapt else None
     if adapt:                                            # right after the critic step [DS-TD3, Alg. 1]
         dense = critic_loss_grads(without_masks(critic), batch, y)[2] if gradient else None
         out["topology_critic"] = topology_update(critic, agent["opt_critic"], eta, rng, adapt == "grow", dense)

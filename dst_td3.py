@@ -1714,8 +1714,10 @@ PAPER_CURVES = {
     ("Hopper", "ds-td3"): {50_000: 400, 100_000: 900, 150_000: 1600, 200_000: 2200, 250_000: 2800, 300_000: 3000},
     ("Hopper", "td3"): {50_000: 400, 100_000: 900, 150_000: 1500, 200_000: 2000, 250_000: 2500, 300_000: 2700},
 }
-ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order; also the figure's colours
+ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order
+VARIANT_FLAGS = ("sparsity", "distribution", "grow", "drop_schedule")   # the lab's: a run that sets one is its own row
 COLOURS = {"ds-td3": "#d62728", "static-td3": "#2ca02c", "td3": "#1f77b4"}
+VARIANT_COLOURS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")  # then the lab's rows
 NOT_SETTINGS = {"seed", "total_steps", "runs_dir", "resume", "log_every", "profile", "save_buffer", "load",
                 "eval_only", "render", "report", "figure"}   # flags that do not change what a run learns
 LAST_EVALS = 10                                          # the paper's final return: the mean of the last 10
@@ -1767,18 +1769,38 @@ def read_runs(folders):
     return runs
 
 
+def run_label(args, defaults):
+    """A row's name: the algorithm, then each of the lab's flags that the run set away from its default."""
+    changed = [f"{key}={args[key]}" for key in VARIANT_FLAGS if args.get(key, defaults[key]) != defaults[key]]
+    return " ".join([args["algo"], *changed])
+
+
 def group_runs(runs):
-    """{(env, algo): [runs]} in the report's order, with a warning for a group whose runs differ in a setting."""
-    groups = {}
-    for run in sorted(runs, key=lambda r: (r["args"]["env"], ALGOS.index(r["args"]["algo"]), r["args"]["seed"])):
-        groups.setdefault((run["args"]["env"], run["args"]["algo"]), []).append(run)
+    """{(env, T, label): [runs]} in the report's order. The runs of one env and one planned length T (a
+    *comparison*) are compared with each other, one row per label. A group whose runs differ in a setting other
+    than the lab's gets a warning."""
     defaults = vars(make_parser().parse_args([]))      # a run older than a flag ran with its default
-    for (env, algo), members in groups.items():
+    groups = {}
+    for run in sorted(runs, key=lambda r: r["args"]["seed"]):
+        args = run["args"]
+        key = (args["env"], args.get("total_steps", defaults["total_steps"]), run_label(args, defaults))
+        groups.setdefault(key, []).append(run)
+    order = sorted(groups, key=lambda k: (k[0], -k[1], ALGOS.index(k[2].split()[0]), k[2]))   # longest runs first
+    groups = {key: groups[key] for key in order}
+    for (env, _, label), members in groups.items():
         for key in sorted(set().union(*(m["args"] for m in members)) - NOT_SETTINGS):
             values = sorted({json.dumps(m["args"].get(key, defaults.get(key))) for m in members})
             if len(values) > 1:
-                report_warning(f"{env} {algo}: the runs differ in {key} ({', '.join(values)}); compared anyway")
+                report_warning(f"{env} {label}: the runs differ in {key} ({', '.join(values)}); compared anyway")
     return groups
+
+
+def comparison_names(groups):
+    """{(env, T): its name}: the env, and T too where the env has runs of more than one planned length."""
+    lengths = {}
+    for env, T, _ in groups:
+        lengths.setdefault(env, set()).add(T)
+    return {(env, T): env if len(lengths[env]) == 1 else f"{env}, T = {T:,}" for env, T, _ in groups}
 
 
 def group_curve(members, cut):
@@ -1807,22 +1829,22 @@ def reaches(metrics, target):
     return int(metrics["curve_steps"][hit[0]]) if hit.size else None
 
 
-def print_report(groups, cuts):
+def print_report(groups, cuts, names):
     """The table, one row per group, in Markdown (README, Results)."""
     print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
           "| reaches TD3's final return at | nonzero weights | training FLOPs vs dense | paper at this step (Fig. 2) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for (env, algo), members in groups.items():
-        m = group_metrics(members, cuts[env])
-        dense = groups.get((env, "td3"))
-        target = group_metrics(dense, cuts[env])["final"][0] if dense else None
+    for (env, T, label), members in groups.items():
+        m = group_metrics(members, cuts[env, T])
+        dense = groups.get((env, T, "td3"))
+        target = group_metrics(dense, cuts[env, T])["final"][0] if dense else None
         step = reaches(m, target) if target is not None else None
         when = ("—" if target is None else "not reached" if step is None
                 else f"{step:,} ({step / m['steps']:.0%} of the steps)")
-        paper = PAPER_CURVES.get((env.split("-")[0], algo), {}).get(m["steps"])
-        print(f"| {env} | {algo} | {m['seeds']} | {m['steps']:,} | {m['final'][0]:.0f} ± {m['final'][1]:.0f} "
-              f"| {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} | {m['params']:,.0f} "
-              f"| {m['flops_vs_dense']:.2f}× | {'—' if paper is None else f'{paper:,}'} |", flush=True)
+        paper = PAPER_CURVES.get((env.split("-")[0], label), {}).get(m["steps"])
+        print(f"| {names[env, T]} | {label} | {m['seeds']} | {m['steps']:,} "
+              f"| {m['final'][0]:.0f} ± {m['final'][1]:.0f} | {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} "
+              f"| {m['params']:,.0f} | {m['flops_vs_dense']:.2f}× | {'—' if paper is None else f'{paper:,}'} |", flush=True)
 
 
 def nice_ticks(lo, hi, n=5):
@@ -1833,9 +1855,10 @@ def nice_ticks(lo, hi, n=5):
     return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
 
 
-def svg_panel(env, curves, x0, width=340, height=250, left=55, top=30, bottom=40):
-    """One panel: axes, ticks and, per algorithm, the seed-mean curve and a ±1 std band, in pixels. Each curve
-    also carries the numbers it was drawn from (data-points: step,return pairs), so that a reader can check it."""
+def svg_panel(name, curves, colours, x0, width=340, height=250, left=55, top=30, bottom=40):
+    """One panel: axes, ticks and, per row of the report, the seed-mean curve and a ±1 std band, in pixels, with
+    a legend below. Each curve also carries the numbers it was drawn from (data-points: step,return pairs), so
+    that a reader can check it."""
     x_max = max(c["curve_steps"][-1] for c in curves.values())
     y_lo = min((c["curve_mean"] - c["curve_std"]).min() for c in curves.values())
     y_hi = max((c["curve_mean"] + c["curve_std"]).max() for c in curves.values())
@@ -1847,7 +1870,7 @@ def svg_panel(env, curves, x0, width=340, height=250, left=55, top=30, bottom=40
     def xy(step, ret):                                   # data -> pixels; the y axis points down in SVG
         return f"{px + step * plot_w / x_max:.1f},{py - (ret - y_lo) * plot_h / (y_hi - y_lo):.1f}"
 
-    out = [f'<g id="panel-{env}">', f'<text x="{px + plot_w / 2}" y="{top - 10}" text-anchor="middle">{env}</text>',
+    out = [f'<g id="panel-{name}">', f'<text x="{px + plot_w / 2}" y="{top - 10}" text-anchor="middle">{name}</text>',
            f'<rect x="{px}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>',
            f'<text x="{px + plot_w / 2}" y="{py + 32}" text-anchor="middle">environment steps</text>']
     for t in nice_ticks(0, x_max, 4):
@@ -1858,30 +1881,34 @@ def svg_panel(env, curves, x0, width=340, height=250, left=55, top=30, bottom=40
         _, y = xy(0, t).split(",")
         out.append(f'<line x1="{px - 4}" y1="{y}" x2="{px}" y2="{y}" stroke="#444"/>'
                    f'<text x="{px - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{t:g}</text>')
-    for algo, c in curves.items():
+    for i, (label, c) in enumerate(curves.items()):
         steps, mean, std = c["curve_steps"], c["curve_mean"], c["curve_std"]
         band = ([xy(s, r) for s, r in zip(steps, mean + std)]                         # the upper edge, forwards
                 + [xy(s, r) for s, r in zip(steps[::-1], (mean - std)[::-1])])         # the lower edge, back
-        out.append(f'<polygon id="{env}/{algo}/band" fill="{COLOURS[algo]}" fill-opacity="0.2" stroke="none" '
+        out.append(f'<polygon id="{name}/{label}/band" fill="{colours[label]}" fill-opacity="0.2" stroke="none" '
                    f'points="{" ".join(band)}"/>')
-        out.append(f'<polyline id="{env}/{algo}/mean" fill="none" stroke="{COLOURS[algo]}" stroke-width="1.5" '
+        out.append(f'<polyline id="{name}/{label}/mean" fill="none" stroke="{colours[label]}" stroke-width="1.5" '
                    f'points="{" ".join(xy(s, r) for s, r in zip(steps, mean))}" '
                    f'data-points="{" ".join(f"{s},{r:.2f}" for s, r in zip(steps, mean))}"/>')
+        y = height + 10 + 14 * i                         # the legend: one line per curve, below the panel
+        out.append(f'<line x1="{px}" y1="{y - 4}" x2="{px + 20}" y2="{y - 4}" stroke="{colours[label]}" '
+                   f'stroke-width="2"/><text x="{px + 25}" y="{y}">{label}</text>')
     return out + ["</g>"]
 
 
 def write_figure(path, panels, width=340, height=250):
-    """The SVG figure: one panel per environment and a legend, as text (no plotting library)."""
-    algos = [a for a in ALGOS if any(a in curves for curves in panels.values())]
-    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" height="{height + 45}" '
-             f'font-family="sans-serif" font-size="11">', '<rect width="100%" height="100%" fill="white"/>',
-             f'<text x="55" y="{height + 10}">evaluation return, mean over seeds ± 1 std</text>']
-    for i, algo in enumerate(algos):
-        x = 55 + 110 * i
-        lines.append(f'<line x1="{x}" y1="{height + 27}" x2="{x + 20}" y2="{height + 27}" stroke="{COLOURS[algo]}" '
-                     f'stroke-width="2"/><text x="{x + 25}" y="{height + 31}">{algo.upper()}</text>')
-    for i, (env, curves) in enumerate(panels.items()):
-        lines += svg_panel(env, curves, i * width, width, height)
+    """The SVG figure: one panel per comparison, each with its legend, as text (no plotting library). The
+    paper's three algorithms keep one colour each; the lab's rows take the next free ones."""
+    labels = dict.fromkeys(label for curves in panels.values() for label in curves)
+    variants = [label for label in labels if label not in COLOURS]
+    colours = {**COLOURS, **{label: VARIANT_COLOURS[i % len(VARIANT_COLOURS)] for i, label in enumerate(variants)}}
+    legend_h = 14 * max(len(curves) for curves in panels.values())
+    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" '
+             f'height="{height + legend_h + 25}" font-family="sans-serif" font-size="11">',
+             '<rect width="100%" height="100%" fill="white"/>',
+             f'<text x="55" y="{height + legend_h + 18}">evaluation return, mean over seeds ± 1 std</text>']
+    for i, (name, curves) in enumerate(panels.items()):
+        lines += svg_panel(name, curves, colours, i * width, width, height)
     lines.append("</svg>")
     write_atomically(path, lambda f: f.write("\n".join(lines) + "\n"))
 
@@ -1891,17 +1918,19 @@ def report(folders, figure):
     groups = group_runs(read_runs(folders))
     if not groups:
         raise UserError(f"no runs with evaluations below {', '.join(folders)}")
-    cuts = {}
-    for env in dict.fromkeys(env for env, _ in groups):
-        last = [int(run["steps"][-1]) for (e, _), members in groups.items() if e == env for run in members]
-        cuts[env] = min(last)
-        if max(last) > cuts[env]:
-            report_warning(f"{env}: the runs end between step {cuts[env]:,} and {max(last):,}; all are compared "
-                           f"up to step {cuts[env]:,}, the shortest")
-    print_report(groups, cuts)
+    names = comparison_names(groups)
+    ends = {}                                            # per comparison (env, T): the last step of each run
+    for (env, T, _), members in groups.items():
+        ends.setdefault((env, T), []).extend(int(run["steps"][-1]) for run in members)
+    cuts = {comparison: min(last) for comparison, last in ends.items()}
+    for comparison, last in ends.items():
+        if max(last) > cuts[comparison]:
+            report_warning(f"{names[comparison]}: the runs end between step {cuts[comparison]:,} and {max(last):,}; "
+                           f"all are compared up to step {cuts[comparison]:,}, the shortest")
+    print_report(groups, cuts, names)
     panels = {}
-    for (env, algo), members in groups.items():
-        panels.setdefault(env, {})[algo] = group_metrics(members, cuts[env])
+    for (env, T, label), members in groups.items():
+        panels.setdefault(names[env, T], {})[label] = group_metrics(members, cuts[env, T])
     figure = figure or os.path.join(folders[0], "report.svg")
     try:
         write_figure(figure, panels)

@@ -1208,6 +1208,39 @@ def test_report_figure_parses_and_its_curves_are_the_csvs(tmp_path, capsys):
     assert len(list(root.iter("{http://www.w3.org/2000/svg}polygon"))) == 2          # a ±1 std band each
 
 
+def test_report_gives_the_labs_runs_rows_and_panels_of_their_own(tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+    for seed in (0, 1):                                  # the paper's comparison: 300k steps, 12 evaluations
+        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, np.arange(12) * 100.0, 1000, 1.0,
+                 total_steps=300_000)
+        make_run(tmp_path / f"ds-{seed}", "Hopper-v4", "ds-td3", seed, np.arange(12) * 150.0, 500, 0.5,
+                 total_steps=300_000)
+    lab = {"td3": ({}, 100.0), "ds-td3 sparsity=0.9": ({"sparsity": 0.9}, 50.0),
+           "ds-td3 sparsity=0.9 grow=gradient": ({"sparsity": 0.9, "grow": "gradient"}, 80.0)}
+    for label, (flags, slope) in lab.items():            # the lab's comparison: 150k steps, 6 evaluations
+        make_run(tmp_path / label.replace(" ", "_"), "Hopper-v4", label.split()[0], 0, np.arange(6) * slope,
+                 100, 0.1, total_steps=150_000, **flags)
+    assert d.main(["--report", str(tmp_path), "--figure", str(tmp_path / "fig.svg")]) == 0
+    out, err = capsys.readouterr()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| Hopper")]
+    assert [r[:4] for r in rows] == [["Hopper-v4, T = 300,000", "ds-td3", "2", "60,000"],
+                                     ["Hopper-v4, T = 300,000", "td3", "2", "60,000"],
+                                     ["Hopper-v4, T = 150,000", "ds-td3 sparsity=0.9", "1", "30,000"],
+                                     ["Hopper-v4, T = 150,000", "ds-td3 sparsity=0.9 grow=gradient", "1", "30,000"],
+                                     ["Hopper-v4, T = 150,000", "td3", "1", "30,000"]], \
+        f"report: one row per algorithm and lab setting, the 150k runs apart from the 300k ones: {rows}"
+    # the lab's rows reach the 150k TD3's final return (mean of 0..500, 250) at 250/80 -> i = 4 (25,000), and
+    # 250/50 -> i = 5 (30,000); the 300k comparison is not cut to 30,000 by the shorter runs
+    assert rows[3][6].startswith("25,000") and rows[2][6].startswith("30,000") and err == "", (rows, err)
+    root = ET.parse(tmp_path / "fig.svg").getroot()
+    ids = {el.get("id") for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
+    assert ids == {"Hopper-v4, T = 300,000/ds-td3/mean", "Hopper-v4, T = 300,000/td3/mean",
+                   "Hopper-v4, T = 150,000/td3/mean", "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9/mean",
+                   "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9 grow=gradient/mean"}, f"report figure: panels {ids}"
+    colours = {el.get("id"): el.get("stroke") for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
+    assert len(set(colours.values())) == 4, f"report figure: td3 keeps its colour, each lab row has its own: {colours}"
+
+
 def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsys):
     make_run(tmp_path / "a", "Hopper-v4", "td3", 0, np.arange(12) * 100.0, 1000, 1.0)
     make_run(tmp_path / "b", "Hopper-v4", "td3", 1, np.arange(8) * 100.0, 1000, 1.0)              # shorter

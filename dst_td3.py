@@ -1841,10 +1841,11 @@ def print_report(groups, cuts, names):
         step = reaches(m, target) if target is not None else None
         when = ("—" if target is None else "not reached" if step is None
                 else f"{step:,} ({step / m['steps']:.0%} of the steps)")
-        paper = PAPER_CURVES.get((env.split("-")[0], label), {}).get(m["steps"])
+        paper = PAPER_CURVES.get((env.split("-")[0], label), {}).get(m["steps"])    # the paper's rows only
+        paper = "—" if paper is None else f"{paper:,}"
         print(f"| {names[env, T]} | {label} | {m['seeds']} | {m['steps']:,} "
               f"| {m['final'][0]:.0f} ± {m['final'][1]:.0f} | {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} "
-              f"| {m['params']:,.0f} | {m['flops_vs_dense']:.2f}× | {'—' if paper is None else f'{paper:,}'} |", flush=True)
+              f"| {m['params']:,.0f} | {m['flops_vs_dense']:.2f}× | {paper} |", flush=True)
 
 
 def nice_ticks(lo, hi, n=5):

@@ -995,8 +995,9 @@ def make_parser():
 
     g = p.add_argument_group("the run report (the paper's table and learning curves over runs and seeds)")
     g.add_argument("--report", type=str, nargs="+", default=None, metavar="DIR",
-                   help="print the paper's metrics for every run below the DIRs, grouped by env and algo, and "
-                        "write their learning curves as an SVG figure; trains nothing")
+                   help="print the paper's metrics for every run below the DIRs, grouped by env, planned "
+                        "--total-steps, algo and the lab's flags (--sparsity, --distribution, --grow, "
+                        "--drop-schedule), and write their learning curves as an SVG figure; trains nothing")
     g.add_argument("--figure", type=str, default=None, metavar="SVG",
                    help="with --report: where to write the figure; default: report.svg in the first DIR")
     return p
@@ -1700,6 +1701,8 @@ def eval_only(args, argv):
 
 # =============================================================================
 # 17. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
+#     A *comparison* is the runs of one env planned for one length T; its rows are the algorithms and the lab's
+#     settings, and each comparison gets a panel of the figure.
 # =============================================================================
 # [DS-TD3, Fig. 2], read off the curves by eye (±10-15 %; gym v3, mean of 5 seeds): {(task, algo): {step: return}}
 PAPER_CURVES = {

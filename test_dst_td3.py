@@ -10,6 +10,7 @@ import glob
 import itertools
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -786,12 +787,23 @@ def test_smoke_and_determinism(tmp_path):
             rows = list(csv.DictReader(f))
         config = json.load(open(os.path.join(run_dir, "config.json")))
         assert config["params_nonzero"] < config["params_dense"] and float(rows[-1]["flops"]) > 0
+        assert config["versions"]["blas_kernel"] == d.blas_kernel(), "config.json: the BLAS kernel that ran"
         with open(os.path.join(run_dir, "eval.csv")) as f:
             csv_text = f.read()
         outs.append((csv_text, [line for line in res.stdout.splitlines() if line.startswith("step=")]))
     strip = [[line.split(" sps=")[0] + line.split("eta=")[1].split(" ", 1)[1] for line in lines] for _, lines in outs]
     assert outs[0][0] == outs[1][0] and strip[0] == strip[1]          # same seed: identical CSVs and losses
     assert outs[0][0] != outs[2][0] and strip[0] != strip[2]          # another seed: different
+
+
+def test_blas_kernel_names_the_kernel_that_runs():
+    if platform.machine() != "x86_64" or d.blas_kernel() == "unknown":
+        pytest.skip("numpy runs no bundled x86 OpenBLAS here")
+    code = "import dst_td3 as d; print(d.versions()['blas_kernel'])"
+    for kernel in ("Haswell", "Sandybridge"):                # kernels that round differently (blas_kernel)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE,
+                             env={**os.environ, "OPENBLAS_CORETYPE": kernel})
+        assert res.stdout.strip() == kernel, f"blas_kernel: expected {kernel}, as OPENBLAS_CORETYPE asks: {res}"
 
 
 def test_profile_shares_cover_the_wall_time(tmp_path):

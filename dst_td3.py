@@ -1776,7 +1776,9 @@ def read_run(path):
     return {"dir": path, "args": args, "params": config.get("params_nonzero"),
             "steps": np.array([int(row["step"]) for row in good]),
             "returns": np.array([float(row["return_mean"]) for row in good]),
-            "flops_vs_dense": float(good[-1].get("flops_vs_dense", "nan"))}
+            "flops_vs_dense": float(good[-1].get("flops_vs_dense", "nan")),
+            "dormant": np.array([[float(row.get(f"dormant_{net}", "nan")) for net in ("actor", "critic")]
+                                 for row in good])}                  # (evaluations, 2); NaN before ReDo was logged
 
 
 def read_runs(folders):
@@ -1840,11 +1842,12 @@ def group_metrics(members, cut):
     final = returns[:, -LAST_EVALS:].mean(axis=1)        # per seed: the mean of its last 10 evaluations
     area = returns.mean(axis=1)                          # per seed: the learning-curve area, unnormalised
     params = [m["params"] for m in members if m["params"] is not None]
+    dormant = np.mean([m["dormant"][m["steps"] <= steps[-1]][-1] for m in members], axis=0)   # at the last step
     return {"seeds": len(members), "steps": int(steps[-1]) if steps.size else 0, "curve_steps": steps,
             "curve_mean": returns.mean(axis=0), "curve_std": returns.std(axis=0),
             "final": (final.mean(), final.std()), "area": (area.mean(), area.std()),
             "params": np.mean(params) if params else float("nan"),
-            "flops_vs_dense": np.mean([m["flops_vs_dense"] for m in members])}
+            "flops_vs_dense": np.mean([m["flops_vs_dense"] for m in members]), "dormant": dormant}
 
 
 def reaches(metrics, target):
@@ -1856,8 +1859,9 @@ def reaches(metrics, target):
 def print_report(groups, cuts, names):
     """The table, one row per group, in Markdown (README, Results)."""
     print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
-          "| reaches TD3's final return at | nonzero weights | training FLOPs vs dense | paper at this step (Fig. 2) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| reaches TD3's final return at | nonzero weights | training FLOPs vs dense "
+          "| dormant units at the end (actor / critics) | paper at this step (Fig. 2) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (env, T, label), members in groups.items():
         m = group_metrics(members, cuts[env, T])
         dense = groups.get((env, T, "td3"))
@@ -1867,9 +1871,10 @@ def print_report(groups, cuts, names):
                 else f"{step:,} ({step / m['steps']:.0%} of the steps)")
         paper = PAPER_CURVES.get((env.split("-")[0], label), {}).get(m["steps"])    # the paper's rows only
         paper = "—" if paper is None else f"{paper:,}"
+        dormant = "—" if np.isnan(m["dormant"]).any() else f"{m['dormant'][0]:.2f} / {m['dormant'][1]:.2f}"
         print(f"| {names[env, T]} | {label} | {m['seeds']} | {m['steps']:,} "
               f"| {m['final'][0]:.0f} ± {m['final'][1]:.0f} | {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} "
-              f"| {m['params']:,.0f} | {m['flops_vs_dense']:.2f}× | {paper} |", flush=True)
+              f"| {m['params']:,.0f} | {m['flops_vs_dense']:.2f}× | {dormant} | {paper} |", flush=True)
 
 
 def nice_ticks(lo, hi, n=5):

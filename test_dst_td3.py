@@ -1155,7 +1155,7 @@ def test_lab_flags_run(tmp_path, flags):
 
 
 # --------------------------------------------------- Part II: the run report
-def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, **args):
+def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, dormant=(0.1, 0.2), **args):
     """A hand-made run folder: config.json and an eval.csv with one evaluation every 5,000 steps."""
     os.makedirs(folder)
     config = {"args": {**vars(d.make_parser().parse_args([])), "env": env, "algo": algo, "seed": seed, **args},
@@ -1169,7 +1169,7 @@ def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, **args):
             writer.writerow({"step": 5000 * i, "return_mean": ret, "return_std": 1.0, "episodes": 10,
                              "params_nonzero": params, "params_dense": 1000, "sparsity_actor": 0.5,
                              "sparsity_critic": 0.5, "flops": 1e9 * i, "flops_vs_dense": flops_vs_dense,
-                             "dormant_actor": 0.1, "dormant_critic": 0.2})
+                             "dormant_actor": dormant[0], "dormant_critic": dormant[1]})
 
 
 def report_rows(stdout):
@@ -1182,7 +1182,7 @@ def test_report_table_numbers_on_hand_made_runs(tmp_path, capsys):
     dense = [np.arange(12) * 100.0, np.arange(12) * 100.0 + 200]       # final: mean of the last 10
     sparse = [np.arange(12) * 150.0, np.arange(12) * 150.0 + 60]
     for seed in (0, 1):
-        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, dense[seed], 1000, 1.0)
+        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, dense[seed], 1000, 1.0, (0.1 + seed, 0.2))
         make_run(tmp_path / f"ds-{seed}", "Hopper-v4", "ds-td3", seed, sparse[seed], 500, 0.5)
     assert d.main(["--report", str(tmp_path)]) == 0
     out = capsys.readouterr()
@@ -1195,6 +1195,7 @@ def test_report_table_numbers_on_hand_made_runs(tmp_path, capsys):
     ds = rows[("Hopper-v4", "ds-td3")]
     assert ds[4] == f"{np.mean([r[2:].mean() for r in sparse]):.0f} ± 30" and ds[6].startswith("30,000 (50%"), ds
     assert ds[7] == "500" and ds[8] == "0.50×" and np.mean(finals) == 750
+    assert rows[("Hopper-v4", "td3")][9] == "0.60 / 0.20", "report: dormant units at the end, the mean over seeds"
     assert out.err == ""                                 # nothing odd here: no warning
 
 

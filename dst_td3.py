@@ -1337,6 +1337,9 @@ def print_header(run, args, agent, buf):
           f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
           f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
           flush=True)
+    if "M1" in agent["actor"]:                           # where Eq. 1 (or --distribution) put the weights
+        masks = {f"{name}.W{l}": agent[name][f"M{l}"] for name in ("actor", "critic") for l in (1, 2)}
+        print("densities: " + " ".join(f"{k}={n_present(M) / M.size:.3f}" for k, M in masks.items()), flush=True)
     n_bytes = buffer_bytes(buf["capacity"], buf["obs"].shape[1], buf["act"].shape[1])
     print(f"replay_buffer: capacity={buf['capacity']} bytes={n_bytes} ({n_bytes / 1e6:.0f} MB)", flush=True)
     print(f"run_dir: {run['dir']}", flush=True)

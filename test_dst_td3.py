@@ -780,6 +780,9 @@ def test_smoke_and_determinism(tmp_path):
         res = run_cli(*SMOKE, "--seed", seed, "--runs-dir", str(tmp_path / sub))
         assert res.returncode == 0, res.stderr
         assert "topology step=" in res.stdout and "eval step=300" in res.stdout
+        densities = dict(kv.split("=") for kv in res.stdout.split("\ndensities: ")[1].split("\n")[0].split())
+        expected = d.er_densities([(11, 256), (256, 256), (256, 3)], [7.0, 64.0])        # Hopper's actor, Eq. 1
+        assert abs(float(densities["actor.W1"]) - expected[0]) < 0.05, f"header densities: {densities}, {expected}"
         loss_lines = [line for line in res.stdout.splitlines() if line.startswith("step=300/")]
         assert "loss_q=" in loss_lines[0] and "nan" not in loss_lines[0].split("last_eval")[1]
         run_dir = glob.glob(str(tmp_path / sub / "*"))[0]

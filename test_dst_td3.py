@@ -833,21 +833,24 @@ def test_profile_shares_cover_the_wall_time(tmp_path):
     assert d.explore is original and all(getattr(d, name) is f for name, f in originals.items())
 
 
-def test_learns_inverted_pendulum(tmp_path):
-    """A real learning run: DS-TD3 balances InvertedPendulum-v4 (max return 1000).
+def test_learns_pendulum_swing_up(tmp_path):
+    """A real learning run: DS-TD3 swings Pendulum-v1 up and holds it (return -1,200 to -1,800 at first, and
+    about -150 to -250 once solved; 0 is the unreachable best).
 
-    Narrower networks (H = 64, held at 50 % sparsity) and a 1,000-step random phase keep it near a minute on two
-    cores; with these settings the policy first scored 1000 at step 22,500 of our trial run.
+    Narrow networks (H = 64, held at 50 % sparsity) and a 1,000-step random phase keep it near 15 s. Seeds 0-3,
+    each with OpenBLAS's SkylakeX and Haswell kernels, first evaluated above -300 between steps 6,000 and
+    8,000 of 15,000. InvertedPendulum-v4, the test before this one, was a coin toss at this size: its return
+    jumps from about 100 to 1000 anywhere between steps 17,500 and beyond 30,000, depending on the seed and
+    the kernel's rounding.
     """
-    pytest.importorskip("mujoco")
-    res = run_cli("--env", "InvertedPendulum-v4", "--total-steps", "30000", "--learning-starts", "1000",
+    res = run_cli("--env", "Pendulum-v1", "--total-steps", "15000", "--learning-starts", "1000",
                   "--hidden", "64", "--sparsity", "0.5", "--update-period", "500",
-                  "--eval-every", "2500", "--eval-episodes", "5", "--runs-dir", str(tmp_path), timeout=600)
+                  "--eval-every", "1000", "--eval-episodes", "5", "--runs-dir", str(tmp_path), timeout=600)
     assert res.returncode == 0, res.stderr
     returns = [float(line.split("return_mean=")[1].split()[0]) for line in res.stdout.splitlines()
                if line.startswith("eval step=")]
-    assert returns[0] < 200, returns                     # it starts out failing, so the test can fail
-    assert max(returns) >= 900, returns
+    assert returns[0] < -1000, f"train: the untrained policy should fail (return below -1000): {returns}"
+    assert max(returns) > -300, f"train: DS-TD3 should swing the pendulum up (return above -300): {returns}"
 
 
 SHORT = ["--total-steps", "900", "--learning-starts", "100", "--batch-size", "32", "--eval-every", "300",

@@ -113,6 +113,8 @@ Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/
   loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
   q1             mean Q_1(s, a) over the last batch, the critic's value estimate
   sparsity_*     fraction of weights that are absent, over all weight matrices of the network (biases excluded)
+  densities      (run header) the fraction of connections present in each sparse layer, as Eq. 1 placed them
+  blas_kernel    (run header, config.json) the OpenBLAS kernel that ran: kernels round differently (section 12)
   return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
   params         nonzero weights of actor + both critics (biases excluded), as the paper counts (Eq. 8)
   flops          training FLOPs so far and their ratio to dense TD3 with the same settings (Eqs. 9-10)
@@ -1069,7 +1071,7 @@ def hyperparameters(args):
 
 
 # =============================================================================
-# 12. Environments.
+# 12. Environments, and the versions (and BLAS kernel) that a run records.
 # =============================================================================
 def make_env(env_id, render_mode=None):
     """gymnasium.make with one-line errors for the usual mistakes. Returns (env, gymnasium module)."""

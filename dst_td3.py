@@ -1951,8 +1951,6 @@ def write_figure(path, panels, width=340, height=250):
 def report(folders, figure):
     """--report: read every run below the folders, print the table and write the figure. Returns the exit code."""
     groups = group_runs(read_runs(folders))
-    if not groups:
-        raise UserError(f"no runs with evaluations below {', '.join(folders)}")
     names = comparison_names(groups)
     ends = {}                                            # per comparison (env, T): the last step of each run
     for (env, T, _), members in groups.items():
@@ -1962,6 +1960,12 @@ def report(folders, figure):
         if max(last) > cuts[comparison]:
             report_warning(f"{names[comparison]}: the runs end between step {cuts[comparison]:,} and {max(last):,}; "
                            f"all are compared up to step {cuts[comparison]:,}, the shortest")
+    for (env, T, label), members in list(groups.items()):
+        if not group_curve(members, cuts[env, T])[0].size:   # e.g. two --eval-every values that never meet
+            report_warning(f"{names[env, T]} {label}: the runs share no evaluation step; left out")
+            del groups[env, T, label]
+    if not groups:
+        raise UserError(f"no runs with evaluations below {', '.join(folders)}")
     print_report(groups, cuts, names)
     panels = {}
     for (env, T, label), members in groups.items():

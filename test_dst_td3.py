@@ -1271,6 +1271,11 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     config = json.load(open(tmp_path / "older" / "config.json"))
     del config["args"]["grow"]                           # a run made before --grow existed: not a mixed setting
     json.dump(config, open(tmp_path / "older" / "config.json", "w"))
+    for seed, every in ((0, 5000), (1, 7000)):          # a group whose evaluations never fall on one step
+        make_run(tmp_path / f"apart-{seed}", "Walker2d-v4", "ds-td3", seed, [1.0, 2.0], 500, 0.5, eval_every=every)
+        rows = list(csv.reader(open(tmp_path / f"apart-{seed}" / "eval.csv")))
+        rows[1][0], rows[2][0] = str(every), str(2 * every)
+        csv.writer(open(tmp_path / f"apart-{seed}" / "eval.csv", "w", newline="")).writerows(rows)
     os.makedirs(tmp_path / "not-a-run")
     (tmp_path / "not-a-run" / "eval.csv").write_text("step,return_mean\n5000,1\n")
     assert d.main(["--report", str(tmp_path), str(tmp_path / "missing")]) == 0
@@ -1278,7 +1283,8 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     warnings_ = err.splitlines()
     for expected in ("runs end between step 40,000 and 60,000; all are compared up to step 40,000",
                      "the runs differ in batch_size (100, 256)", "left out 1 blank or malformed rows",
-                     "has no evaluations yet", "is not a run (no readable config.json)", "is not a folder"):
+                     "has no evaluations yet", "is not a run (no readable config.json)", "is not a folder",
+                     "Walker2d-v4 ds-td3: the runs share no evaluation step; left out", "the runs differ in eval_every"):
         assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
     assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
     assert report_rows(out)[("Hopper-v4", "td3")][2:4] == ["4", "40,000"] and "grow" not in err

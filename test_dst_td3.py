@@ -1284,7 +1284,8 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     for expected in ("runs end between step 40,000 and 60,000; all are compared up to step 40,000",
                      "the runs differ in batch_size (100, 256)", "left out 1 blank or malformed rows",
                      "has no evaluations yet", "is not a run (no readable config.json)", "is not a folder",
-                     "Walker2d-v4 ds-td3: the runs share no evaluation step; left out", "the runs differ in eval_every"):
+                     "Walker2d-v4 ds-td3: the runs share no evaluation step; left out",
+                     "the runs differ in eval_every"):
         assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
     assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
     assert report_rows(out)[("Hopper-v4", "td3")][2:4] == ["4", "40,000"] and "grow" not in err

@@ -1861,16 +1861,15 @@ def reaches(metrics, target):
     return int(metrics["curve_steps"][hit[0]]) if hit.size else None
 
 
-def print_report(groups, cuts, names):
-    """The table, one row per group, in Markdown (README, Results)."""
+def print_report(metrics, names):
+    """The table, one row per group, in Markdown (README, Results). metrics: {(env, T, label): group_metrics}."""
     print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
           "| reaches TD3's final return at | nonzero weights | training FLOPs vs dense "
           "| dormant units at the end (actor / critics) | paper at this step (Fig. 2) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (env, T, label), members in groups.items():
-        m = group_metrics(members, cuts[env, T])
-        dense = groups.get((env, T, "td3"))
-        target = group_metrics(dense, cuts[env, T])["final"][0] if dense else None
+    for (env, T, label), m in metrics.items():
+        dense = metrics.get((env, T, "td3"))
+        target = dense["final"][0] if dense else None
         step = reaches(m, target) if target is not None else None
         when = ("—" if target is None else "not reached" if step is None
                 else f"{step:,} ({step / m['steps']:.0%} of the steps)")
@@ -1966,10 +1965,11 @@ def report(folders, figure):
             del groups[env, T, label]
     if not groups:
         raise UserError(f"no runs with evaluations below {', '.join(folders)}")
-    print_report(groups, cuts, names)
+    metrics = {(env, T, label): group_metrics(members, cuts[env, T]) for (env, T, label), members in groups.items()}
+    print_report(metrics, names)
     panels = {}
-    for (env, T, label), members in groups.items():
-        panels.setdefault(names[env, T], {})[label] = group_metrics(members, cuts[env, T])
+    for (env, T, label), m in metrics.items():
+        panels.setdefault(names[env, T], {})[label] = m
     figure = figure or os.path.join(folders[0], "report.svg")
     try:
         write_figure(figure, panels)

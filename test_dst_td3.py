@@ -1241,7 +1241,7 @@ def test_report_gives_the_labs_runs_rows_and_panels_of_their_own(tmp_path, capsy
                  100, 0.1, total_steps=150_000, **flags)
     assert d.main(["--report", str(tmp_path), "--figure", str(tmp_path / "fig.svg")]) == 0
     out, err = capsys.readouterr()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| Hopper")]
+    rows = list(report_rows(out).values())               # in the report's order
     assert [r[:4] for r in rows] == [["Hopper-v4, T = 300,000", "ds-td3", "2", "60,000"],
                                      ["Hopper-v4, T = 300,000", "td3", "2", "60,000"],
                                      ["Hopper-v4, T = 150,000", "ds-td3 sparsity=0.9", "1", "30,000"],

@@ -1180,10 +1180,14 @@ def describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi):
            "flops_iter": iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])}
     dense = build_agent(n_obs, n_act, act_lo, act_hi, {**hp, "algo": "td3"}, np.random.default_rng(0))
     run["flops_iter_dense"] = iteration_flops(dense["actor"], dense["critic"], hp["batch_size"], hp["policy_delay"])
+    masks = {f"{name}.W{l}": agent[name][f"M{l}"] for name in ("actor", "critic") for l in (1, 2)
+             if f"M{l}" in agent[name]}
+    run["densities"] = {layer: round(n_present(M) / M.size, 4) for layer, M in masks.items()}   # where Eq. 1 put them
     run["config"] = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
                      "params_nonzero": run["params"], "params_dense": run["params_dense"],
                      "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
-                     "flops_per_iteration": run["flops_iter"], "flops_per_iteration_dense": run["flops_iter_dense"]}
+                     "flops_per_iteration": run["flops_iter"], "flops_per_iteration_dense": run["flops_iter_dense"],
+                     "densities": run["densities"]}
     return run
 
 
@@ -1339,9 +1343,13 @@ def print_header(run, args, agent, buf):
           f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
           f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
           flush=True)
-    if "M1" in agent["actor"]:                           # where Eq. 1 (or --distribution) put the weights
-        masks = {f"{name}.W{l}": agent[name][f"M{l}"] for name in ("actor", "critic") for l in (1, 2)}
-        print("densities: " + " ".join(f"{k}={n_present(M) / M.size:.3f}" for k, M in masks.items()), flush=True)
+    if run["densities"]:                                 # where Eq. 1 (or --distribution) put the weights
+        print("densities: " + " ".join(f"{k}={p:.3f}" for k, p in run["densities"].items()), flush=True)
+    for layer, p in run["densities"].items():
+        if p == 1.0:                                     # Eq. 1 capped at 1: this layer trains dense
+            flag = "--lambda-in" if layer.endswith("W1") else "--lambda-hidden"
+            print(f"warning: {layer} is dense (density 1.000), as Eq. 1's probability reaches 1 for it; a smaller "
+                  f"{flag} keeps it sparse, as do more inputs (Ant-v5 has 105, Ant-v4 27)", flush=True)
     n_bytes = buffer_bytes(buf["capacity"], buf["obs"].shape[1], buf["act"].shape[1])
     print(f"replay_buffer: capacity={buf['capacity']} bytes={n_bytes} ({n_bytes / 1e6:.0f} MB)", flush=True)
     print(f"run_dir: {run['dir']}", flush=True)

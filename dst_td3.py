@@ -142,35 +142,48 @@ import numpy as np
 
 DTYPE = np.float32  # training runs in float32 end to end; the tests run every function in float64
 
-# The hyperparameters, with the paper's values [DS-TD3, Sec. 5; TD3, Sec. 6]. The functions below take them
-# as `hp`, a plain dict with these keys (and algo, seed, sparsity, lambda_in); Part II fills it from the
-# command line, whose defaults are these values.
-PAPER = {
-    "total_steps": 1_000_000,     # T, environment steps
-    "learning_starts": 25_000,    # S, uniformly random steps before training
-    "batch_size": 100,            # B
-    "buffer_size": 1_000_000,     # replay capacity
-    "hidden": 256,                # H, width of both hidden layers
-    "gamma": 0.99,                # γ, discount
-    "tau": 0.005,                 # τ, target update rate
-    "lr": 1e-3,                   # Adam's learning rate, actor and critics
-    "weight_decay": 2e-4,         # L2 coefficient added to the gradient [DS-TD3]
-    "expl_noise": 0.1,            # exploration noise std, fraction of max action
-    "policy_noise": 0.2,          # σ̃, target smoothing noise std, fraction of max action
-    "noise_clip": 0.5,            # c, smoothing noise clip, fraction of max action
-    "policy_delay": 2,            # d, actor and target update period
-    "lambda_hidden": 64.0,        # λ2, Erdős–Rényi factor of the hidden layer
-    "drop_fraction": 0.05,        # η, fraction of each sign dropped and regrown
-    "update_period": 1000,        # e, topology update period in iterations
-    "stop_adapt": 0.95,           # regrowing updates until this fraction of T (official: T - S - 50,000)
-    "grow": "random",             # where connections regrow: at random [SET]; "gradient" is RigL's rule
-    "drop_schedule": "constant",  # η at every update; "cosine" decays it to 0 [RigL; Graesser]
-    "distribution": "er",         # Erdős–Rényi densities per layer (Eq. 1); "uniform": one density [Graesser]
-    "eval_every": 5000,           # evaluate every this many steps
-    "eval_episodes": 10,          # deterministic episodes per evaluation
+# The hyperparameters, one line each: the paper's value [DS-TD3, Sec. 5; TD3, Sec. 6], what it means, and the
+# values it may take: an interval, whose ends may name another hyperparameter, or the choices. Those marked (lab) are not the paper's: they belong to the
+# *lab*, the options that compare DS-TD3's choices with those of later work (README, Experiments to try). Part II
+# makes the command line, its --help and its input checks from this one table; the functions below receive the
+# values as `hp`, a plain dict: hp["gamma"].
+HYPERPARAMETERS = {
+    "algo": ("ds-td3", "ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense",
+             ("ds-td3", "static-td3", "td3")),
+    "seed": (0, "seeds the generator, the training env (seed) and the evaluation env (seed + 100)", "[0, inf)"),
+    "total_steps": (1_000_000, "environment steps T (more than the warm-up, or nothing trains)",
+                    "(learning_starts, inf)"),
+    "learning_starts": (25_000, "warm-up: uniformly random steps before training", "[0, inf)"),
+    "batch_size": (100, "transitions per training iteration B", "[1, total_steps]"),
+    "buffer_size": (1_000_000, "replay buffer capacity (at least a batch)", "[batch_size, inf)"),
+    "hidden": (256, "width H of both hidden layers", "[1, inf)"),
+    "gamma": (0.99, "discount γ", "[0, 1]"),
+    "tau": (0.005, "target update rate τ", "(0, 1]"),
+    "lr": (1e-3, "Adam's learning rate, actor and critics", "(0, inf)"),
+    "weight_decay": (2e-4, "L2 coefficient added to the gradient [DS-TD3]", "[0, inf)"),
+    "expl_noise": (0.1, "exploration noise std, a fraction of the max action", "[0, inf)"),
+    "policy_noise": (0.2, "target smoothing noise std σ̃, a fraction of the max action", "[0, inf)"),
+    "noise_clip": (0.5, "target smoothing noise clip c, a fraction of the max action", "[0, inf)"),
+    "policy_delay": (2, "actor and target update period d, in iterations", "[1, inf)"),
+    "sparsity": (None, "(lab) target sparsity of each network; none: the paper's λ1, λ2 decide", "[0, 1)"),
+    "lambda_in": (None, "Erdős–Rényi factor λ1 of the input layer; none: the paper's for the task (LAMBDA_IN)",
+                  "(0, inf)"),
+    "lambda_hidden": (64.0, "Erdős–Rényi factor λ2 of the hidden layer", "(0, inf)"),
+    "drop_fraction": (0.05, "η, the fraction of each sign dropped and regrown at a topology update", "(0, 1)"),
+    "update_period": (1000, "topology update period e, in iterations (a multiple of d)", "[1, inf)"),
+    "stop_adapt": (0.95, "regrow while the env step is at most this fraction of T (official code: T - S - 50,000)",
+                   "[0, 1]"),
+    "grow": ("random", "(lab) where connections regrow: random [SET], or gradient, the largest |∂L/∂W| [RigL]",
+             ("random", "gradient")),
+    "drop_schedule": ("constant", "(lab) η at each update: constant, or cosine, decayed to 0 [RigL; Graesser]",
+                      ("constant", "cosine")),
+    "distribution": ("er", "(lab) layer densities: er, Erdős–Rényi (Eq. 1), or uniform, one density [Graesser]",
+                     ("er", "uniform")),
+    "eval_every": (5000, "evaluate every this many environment steps", "[1, inf)"),
+    "eval_episodes": (10, "deterministic episodes per evaluation", "[1, inf)"),
 }
 # λ1, the Erdős–Rényi factor of the input layer, per task family [DS-TD3, Sec. 5]
-PAPER_LAMBDA_IN = {"HalfCheetah": 7.0, "Hopper": 7.0, "Walker2d": 7.0, "Ant": 40.0, "Humanoid": 61.0}
+LAMBDA_IN = {"HalfCheetah": 7.0, "Hopper": 7.0, "Walker2d": 7.0, "Ant": 40.0, "Humanoid": 61.0}
 DEFAULT_LAMBDA_IN = 7.0  # CHOICE: tasks the paper did not run get the value of its three small tasks
 
 
@@ -411,8 +424,10 @@ def with_flat(net):
 
 
 def copy_net(net):
-    """An independent copy of a network (its target): same weights, same zeros, its own flat vector."""
-    return with_flat({key: value.copy() for key, value in net.items() if key != "flat"})
+    """The target of a network: an independent copy of its weights (same weights, same zeros), with its own flat
+    vector and no masks. A target's forward needs none, as its absent weights are 0; masks copied once would go
+    stale at the first topology update, and MaintainSparsity (Alg. 3) reads the online network's instead."""
+    return with_flat({key: value.copy() for key, value in net.items() if key not in ("flat", "M1", "M2")})
 
 
 def init_linear(n_in, n_out, rng, n_stack=None, dtype=DTYPE):
@@ -499,11 +514,16 @@ def critic_backward(dq, cache, param_grads=True):
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}, None
 
 
-def count_weights(net):
-    """(nonzero weights, dense weights) over the weight matrices W1 W2 W3 of one network (biases excluded)."""
-    present = sum(n_present(net[f"M{l}"]) if f"M{l}" in net else net[f"W{l}"].size for l in (1, 2, 3))
-    dense = sum(net[f"W{l}"].size for l in (1, 2, 3))
-    return present, dense
+def n_connections(net, layers=(1, 2, 3), twin=slice(None)):
+    """The connections of a network's weight matrices (biases excluded), as the paper counts them (Eq. 8): a
+    sparse layer's mask entries, a dense layer's every weight; of both critic twins, or of one (twin=0). A
+    connection grown at a topology update counts from then on, though its weight starts at exactly 0."""
+    return sum(n_present(net[f"M{l}"][twin]) if f"M{l}" in net else net[f"W{l}"][twin].size for l in layers)
+
+
+def sparsity_of(net):
+    """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
+    return 1.0 - n_connections(net) / sum(net[f"W{l}"].size for l in (1, 2, 3))
 
 
 # =============================================================================
@@ -644,13 +664,6 @@ def soft_update(net, net_targ, tau):
     targ += tau * net["flat"]
 
 
-def n_connections(net, l, twin=slice(None)):
-    """Connections of layer l: all of it, or of one twin (twin=0) of a critic."""
-    if f"M{l}" in net:
-        return n_present(net[f"M{l}"][twin])
-    return net[f"W{l}"][twin].size
-
-
 def iteration_flops(actor, critic, batch_size, policy_delay):
     """Training FLOPs of one iteration on average, counting what sections 4 and 7 compute   [DS-TD3, Eqs. 9-10].
 
@@ -659,9 +672,9 @@ def iteration_flops(actor, critic, batch_size, policy_delay):
     count their connections only: that is the paper's metric, although numpy multiplies the masked matrices dense.
     CHOICE: every product the code performs, on the actual schedule (the paper's own count differs: README).
     """
-    n_a1, n_a2, n_a3 = (n_connections(actor, l) for l in (1, 2, 3))
-    n_c1, n_c2, n_c3 = (n_connections(critic, l) for l in (1, 2, 3))       # both twins
-    n_q1 = sum(n_connections(critic, l, twin=0) for l in (1, 2, 3))        # Q_θ1 alone
+    n_a1, n_a2, n_a3 = (n_connections(actor, [l]) for l in (1, 2, 3))
+    n_c1, n_c2, n_c3 = (n_connections(critic, [l]) for l in (1, 2, 3))     # both twins
+    n_q1 = n_connections(critic, twin=0)                                    # Q_θ1 alone
     critic_part = ((n_a1 + n_a2 + n_a3)                  # π'(s') in the target
                    + 2 * (n_c1 + n_c2 + n_c3)            # Q'(s', ã) and Q(s, a)
                    + (n_c1 + n_c2 + n_c3) + (n_c2 + n_c3))   # backward: every dW; dx of layers 3 and 2
@@ -818,7 +831,8 @@ def train_iteration(agent, buf, iteration, hp, rng):
 
 
 # =============================================================================
-# 9. Deterministic evaluation, as in [TD3]'s code.
+# 9. Evaluation: deterministic returns, as in [TD3]'s code, and the measures that compare runs: the paper's
+#    metrics of a learning curve, and the lab's dormant units [ReDo].
 # =============================================================================
 def evaluate(actor, env, n_episodes, seed):
     """Undiscounted returns of the deterministic policy π(s) (no exploration noise) over n_episodes.
@@ -837,6 +851,52 @@ def evaluate(actor, env, n_episodes, seed):
             done = terminated or truncated
     return returns
 
+
+LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluations [DS-TD3, Table 2]
+
+
+def curve_metrics(steps, returns, target=None):
+    """The paper's measures of learning curves [DS-TD3, Table 2 and Sec. 5]. returns: (runs, evaluations), one
+    curve per seed, at the same steps. Returns per seed its final return, the mean of its last 10 evaluations,
+    and its learning-curve area, the mean of all its evaluations (an unnormalised area under the curve); and the
+    first step at which the seeds' mean curve reaches `target` (dense TD3's final return), or None."""
+    reached = steps[returns.mean(axis=0) >= target] if target is not None else []
+    return returns[:, -LAST_EVALS:].mean(axis=1), returns.mean(axis=1), reached[0] if len(reached) else None
+
+
+REDO_TAU = 0.1  # a unit is τ-dormant below this share of its layer's mean activation [ReDo]
+
+
+def dormant_fraction(hidden, tau=REDO_TAU):
+    """The fraction of τ-dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
+    batch, divided by the mean of that over its layer, is at most τ. A dormant unit no longer shapes the output;
+    sparse networks, with fewer connections per unit, may lose more of them. hidden: [(..., B, H) ReLU outputs]"""
+    dormant = total = 0
+    for h in hidden:
+        score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
+        score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
+        dormant += int(np.count_nonzero(score <= tau))
+        total += score.size
+    return dormant / total
+
+
+def input_connections(agent):
+    """The connections that each input keeps in the first layer of the actor and of each critic: which observation
+    features (and, for the critics, action entries) DS-TD3 keeps connected. Dense TD3 keeps all H of each.
+    Returns [(S,) actor, (S+A,) critic 1, (S+A,) critic 2]."""
+    actor, critic = agent["actor"], agent["critic"]
+    masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
+    return [M.sum(axis=1).astype(int).tolist() for M in masks]
+
+
+def network_dormancy(agent, buf, seed, step, n_states=256):
+    """Dormant units of the actor and of the critics on n_states replay states, drawn by a generator of their own,
+    seeded by (seed, step), so that the run's generator, and with it the run, is untouched."""
+    idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=n_states)
+    _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
+    _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
+    return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
+            dormant_fraction([critic_cache[1], critic_cache[3]]))
 
 
 # =============================================================================
@@ -889,875 +949,383 @@ def train(agent, env, eval_env, buf, hp, rng, state):
 
 # #############################################################################################################
 #                                       PART II — RUNNING IT
-# What a user needs around the method: the command line, environments, run folders, checkpoints, profiling.
-# Nothing below changes what Part I computes.
+# What a user needs around the method: the command line, environments, run folders, checkpoints, profiling and
+# the report. Nothing below changes what Part I computes. Errors have one boundary, main (section 18): bad input
+# raises RunError and ends in one line and exit code 2; a failing disk is an OSError, one line naming the file.
 # #############################################################################################################
 import argparse
+import cProfile
+import contextlib
 import csv
-import ctypes
-import difflib
-import errno
-import fcntl
-import glob
 import itertools
 import json
 import platform
+import pstats
 import shlex
 import signal
 import sys
 import time
 import warnings
 import zipfile
+from importlib import metadata
 
 
 # =============================================================================
-# 11. Command line and input checks. `--help` is the hyperparameter table; defaults are the paper's (PAPER).
+# 11. The command line, made from HYPERPARAMETERS (section 1) and the flags of running a run.
 # =============================================================================
-class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
-    """--help adds "(default: ...)" to each flag, except where the help itself says what happens by default."""
+RUN_FLAGS = {  # name: (default, meaning, valid values), as in HYPERPARAMETERS
+    "env": ("Hopper-v4", "Gymnasium id of a task with a bounded Box action space and vector observations", None),
+    "runs_dir": ("runs", "each run writes a folder here: config.json, eval.csv, topology.csv, checkpoint.npz", None),
+    "log_every": (2000, "print a progress line every this many steps", "[1, inf)"),
+    "profile": (False, "at the end, print the share of the wall time that each phase took", None),
+    "save_buffer": (False, "checkpoints hold the replay buffer too: --resume is exact (110 MB/1M Hopper steps)", None),
+    "resume": (None, "RUN_DIR: continue its run from its checkpoint, with the settings it started with", None),
+    "load": (None, "CHECKPOINT or RUN_DIR whose policy --eval-only evaluates", None),
+    "eval_only": (False, "evaluate the --load policy for --eval-episodes episodes on its task, and exit", None),
+    "report": (None, "DIR [DIR ...]: the paper's metrics of the runs below, and their curves in DIR/report.svg", None),
+}
+# mode: (the flags it reads, and where others cannot be used). A flag the mode would ignore is an error, not dropped.
+MODES = {"report": ({"report"}, "with --report"), "eval_only": ({"load", "eval_only", "eval_episodes"}, "with --load"),
+         "resume": ({"resume"}, "with --resume: a run goes on with the settings it started with (a longer --total-steps "
+                                "would move its last topology update)"),
+         "train": (set(HYPERPARAMETERS) | {"env", "runs_dir", "log_every", "profile", "save_buffer"}, "when training")}
 
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+
+class RunError(Exception):
+    """What the program cannot go on with: RunError(message) or RunError(message, exit code). main prints the
+    message as one line and exits with the code: 2, bad input, unless another is given."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):                            # one line, instead of argparse's usage block and line
+        raise RunError(message)
 
 
 def make_parser():
-    p = argparse.ArgumentParser(
-        description="DS-TD3 (dynamic sparse TD3) in pure numpy; see the module docstring.",
-        formatter_class=DefaultsOnce, allow_abbrev=False)    # no abbreviations: --resume checks the flags given
-    g = p.add_argument_group("experiment")
-    g.add_argument("--env", type=str, default="Hopper-v4", help="Gymnasium id of a task with a Box action space")
-    g.add_argument("--algo", type=str, default="ds-td3", choices=["ds-td3", "static-td3", "td3"],
-                   help="ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense")
-    g.add_argument("--seed", type=int, default=0, help="seeds the generator, the env (seed) and eval env (seed+100)")
-    g.add_argument("--total-steps", type=int, default=PAPER["total_steps"], help="environment steps T")
-    g.add_argument("--runs-dir", type=str, default="runs", help="each run writes config.json and eval.csv here")
-
-    g = p.add_argument_group("TD3 [TD3, Alg. 1]")
-    g.add_argument("--learning-starts", type=int, default=PAPER["learning_starts"],
-                   help="uniformly random steps S before training")
-    g.add_argument("--batch-size", type=int, default=PAPER["batch_size"], help="transitions per training iteration B")
-    g.add_argument("--buffer-size", type=int, default=PAPER["buffer_size"], help="replay buffer capacity")
-    g.add_argument("--hidden", type=int, default=PAPER["hidden"], help="width H of both hidden layers")
-    g.add_argument("--gamma", type=float, default=PAPER["gamma"], help="discount γ")
-    g.add_argument("--tau", type=float, default=PAPER["tau"], help="target update rate τ")
-    g.add_argument("--lr", type=float, default=PAPER["lr"], help="Adam learning rate, actor and critics")
-    g.add_argument("--weight-decay", type=float, default=PAPER["weight_decay"],
-                   help="L2 coefficient added to the gradient [DS-TD3]")
-    g.add_argument("--expl-noise", type=float, default=PAPER["expl_noise"],
-                   help="exploration noise std, fraction of max action")
-    g.add_argument("--policy-noise", type=float, default=PAPER["policy_noise"],
-                   help="target smoothing std σ̃, fraction of max action")
-    g.add_argument("--noise-clip", type=float, default=PAPER["noise_clip"],
-                   help="smoothing noise clip c, fraction of max action")
-    g.add_argument("--policy-delay", type=int, default=PAPER["policy_delay"], help="actor and target update period d")
-
-    g = p.add_argument_group("sparsity [DS-TD3, Eq. 1 and Alg. 2-3]")
-    g.add_argument("--sparsity", type=float, default=None,
-                   help="target sparsity per network (e.g. 0.5, 0.8); default: none, the paper's λ values apply")
-    g.add_argument("--lambda-in", type=float, default=None,
-                   help="Erdős–Rényi λ1 of the input layer; default: 7 (Hopper, HalfCheetah, Walker2d, others), "
-                        "40 (Ant), 61 (Humanoid)")
-    g.add_argument("--lambda-hidden", type=float, default=PAPER["lambda_hidden"],
-                   help="Erdős–Rényi λ2 of the hidden layer")
-    g.add_argument("--drop-fraction", type=float, default=PAPER["drop_fraction"],
-                   help="η, the fraction of each sign dropped and regrown")
-    g.add_argument("--update-period", type=int, default=PAPER["update_period"],
-                   help="topology update period e, in iterations")
-    g.add_argument("--stop-adapt", type=float, default=PAPER["stop_adapt"],
-                   help="regrowing topology updates while the env step is at most this fraction of --total-steps; "
-                        "the next update drops only, then none. At the paper's 1M steps and 25k warm-up the last "
-                        "regrowing update is iteration 925,000 (official code: T - S - 50,000); shorter runs "
-                        "stop at the same fraction")
-    g.add_argument("--grow", type=str, default=PAPER["grow"], choices=["random", "gradient"],
-                   help="where dropped connections regrow: random (the paper, SET) or gradient (RigL, Evci et al. "
-                        "2020: the absent positions with the largest |dL/dW| of the current batch)")
-    g.add_argument("--drop-schedule", type=str, default=PAPER["drop_schedule"], choices=["constant", "cosine"],
-                   help="η at each update: constant (the paper) or cosine, η/2·(1 + cos(π t / t_stop)), 0 at the "
-                        "stop of adaptation (RigL; Graesser et al. 2022)")
-    g.add_argument("--distribution", type=str, default=PAPER["distribution"], choices=["er", "uniform"],
-                   help="densities of the sparse layers: er, Erdős–Rényi (the paper, Eq. 1), or uniform, one "
-                        "density for all with the same number of weights (Graesser et al. 2022)")
-
-    g = p.add_argument_group("logging and evaluation")
-    g.add_argument("--eval-every", type=int, default=PAPER["eval_every"], help="evaluate every this many env steps")
-    g.add_argument("--eval-episodes", type=int, default=PAPER["eval_episodes"],
-                   help="deterministic episodes per evaluation")
-    g.add_argument("--log-every", type=int, default=2000, help="print a progress line every this many steps")
-    g.add_argument("--profile", action="store_true", help="at the end, print the share of wall time per phase")
-
-    g = p.add_argument_group("checkpoints (written to the run folder at every evaluation)")
-    g.add_argument("--resume", type=str, default=None, metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its checkpoint, with its saved configuration")
-    g.add_argument("--save-buffer", action="store_true",
-                   help="also save the replay buffer, so that a resumed run is exactly the uninterrupted one "
-                        "(large: about 110 MB per million Hopper transitions)")
-    g.add_argument("--load", type=str, default=None, metavar="CHECKPOINT",
-                   help="with --eval-only: the checkpoint.npz whose policy to evaluate")
-    g.add_argument("--eval-only", action="store_true",
-                   help="evaluate the --load policy for --eval-episodes episodes on --env and exit")
-    g.add_argument("--render", action="store_true", help="with --eval-only: show the episodes in a window")
-
-    g = p.add_argument_group("the run report (the paper's table and learning curves over runs and seeds)")
-    g.add_argument("--report", type=str, nargs="+", default=None, metavar="DIR",
-                   help="print the paper's metrics for every run below the DIRs, grouped by env, planned "
-                        "--total-steps, algo and the lab's flags (--sparsity, --distribution, --grow, "
-                        "--drop-schedule), and write their learning curves as an SVG figure; trains nothing")
-    g.add_argument("--figure", type=str, default=None, metavar="SVG",
-                   help="with --report: where to write the figure; default: report.svg in the first DIR")
+    p = Parser(description="DS-TD3 (dynamic sparse TD3) in numpy; the module docstring explains it.",
+               allow_abbrev=False)
+    for name, (default, meaning, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
+        flag, kind = "--" + name.replace("_", "-"), type(default) if default is not None else float if valid else str
+        if default is False:
+            p.add_argument(flag, action="store_true", help=meaning)
+        else:
+            p.add_argument(flag, type=kind, default=default, nargs="+" if name == "report" else None,
+                           choices=valid if type(valid) is tuple else None,
+                           help=meaning if default is None else f"{meaning} (default: {default})")
     return p
 
 
-class UserError(Exception):
-    """Bad input: main() prints the message as one line and exits with code 2, without a traceback."""
+def range_error(name, args, interval):
+    """None if the flag's value lies in its interval, written as in maths, "(0, 1]" or "(learning_starts, inf)" (an
+    end may name another hyperparameter), and is finite in float32 (DTYPE); else the one line that says so."""
+    value, ends = getattr(args, name), [end.strip() for end in interval[1:-1].split(",")]
+    lo, hi = (float(getattr(args, end, end)) for end in ends)
+    above = value > lo or (interval[0] == "[" and value == lo)
+    below = value < hi or (interval[-1] == "]" and value == hi)
+    if not (above and below and abs(value) <= float(np.finfo(DTYPE).max)):
+        named = "".join(f", {end} = {getattr(args, end)}" for end in ends if hasattr(args, end))
+        return f"--{name.replace('_', '-')} must be in {interval}{named}, and finite in float32; not {value}"
 
 
-class TrainingStopped(Exception):
-    """A non-finite loss or weight: main() prints the message as one line and exits with code 1."""
-
-
-class SystemFailure(Exception):
-    """The operating system could not do what the run needs (a full or read-only disk, a file where a folder
-    should be, too little memory): main() prints the message as one line and exits with code 1."""
-
-
-def check_args(args):
-    """Reject numbers the algorithm cannot run with, and runs that could never train, before anything is built."""
-    floats = [action.dest for action in make_parser()._actions if action.type is float]
-    not_finite = [name for name in floats if getattr(args, name) is not None and not math.isfinite(getattr(args, name))]
-    if not_finite:
-        name = not_finite[0]
-        raise UserError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(args, name)}")
+def check_args(args, given):
+    """Reject bad input before anything is built or written: flags the mode would ignore, values outside their
+    range, and settings that would never train or never adapt. Returns the mode: train, resume, eval_only, report."""
+    mode = ("report" if args.report else "eval_only" if args.load or args.eval_only
+            else "resume" if args.resume else "train")
+    ignored = ["--" + name.replace("_", "-") for name in sorted(given - MODES[mode][0])]
+    out_of_range = [range_error(name, args, valid) for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items()
+                    if type(valid) is str and getattr(args, name) is not None]
+    S, T, e = args.learning_starts, args.total_steps, args.update_period
     checks = [
-        (args.seed >= 0, "--seed must be >= 0"),
-        (args.total_steps > 0, "--total-steps must be > 0"),
-        (args.learning_starts >= 0, "--learning-starts must be >= 0"),
-        (args.total_steps > args.learning_starts,
-         f"--total-steps ({args.total_steps}) must exceed --learning-starts ({args.learning_starts}), "
-         "or the run never trains"),
-        (args.batch_size > 0, "--batch-size must be > 0"),
-        (args.buffer_size > 0, "--buffer-size must be > 0"),
-        (args.batch_size <= min(args.buffer_size, args.total_steps),
-         f"--batch-size ({args.batch_size}) must not exceed what the buffer can ever hold "
-         f"(min(--buffer-size, --total-steps) = {min(args.buffer_size, args.total_steps)}), or the run never trains"),
-        (args.hidden > 0, "--hidden must be > 0"),
-        (0 <= args.gamma <= 1, "--gamma (γ) must be in [0, 1]"),
-        (0 < args.tau <= 1, "--tau (τ) must be in (0, 1]"),
-        (args.lr > 0, "--lr must be > 0"),
-        (args.weight_decay >= 0, "--weight-decay must be >= 0"),
-        (args.expl_noise >= 0 and args.policy_noise >= 0 and args.noise_clip >= 0, "noise scales must be >= 0"),
-        (args.policy_delay > 0, "--policy-delay (d) must be > 0"),
-        (args.sparsity is None or 0 <= args.sparsity < 1, "--sparsity must be in [0, 1)"),
-        (args.lambda_in is None or args.lambda_in > 0, "--lambda-in (λ1) must be > 0"),
-        (args.lambda_hidden > 0, "--lambda-hidden (λ2) must be > 0"),
-        (0 < args.drop_fraction < 1, "--drop-fraction (η) must be in (0, 1)"),
-        (args.update_period > 0, "--update-period (e) must be > 0"),
-        (args.update_period % args.policy_delay == 0,
-         "--update-period (e) must be a multiple of --policy-delay (d), so actor and critics adapt together"),
-        (0 <= args.stop_adapt <= 1, "--stop-adapt must be in [0, 1]"),
+        (not ignored, f"{', '.join(ignored)} cannot be used {MODES[mode][1]}"),
+        (mode != "eval_only" or (args.load and args.eval_only), "--load and --eval-only go together"),
+        (not any(out_of_range), next(filter(None, out_of_range), "")),
+        (args.policy_delay > 0 and e % args.policy_delay == 0, "--update-period (e) must be a multiple of --policy-delay"),
         (args.algo != "td3" or args.sparsity is None, "--sparsity needs a sparse --algo (ds-td3 or static-td3)"),
-        (args.eval_every > 0 and args.eval_episodes > 0 and args.log_every > 0,
-         "--eval-every, --eval-episodes and --log-every must be > 0"),
+        (args.algo != "ds-td3" or mode != "train" or (0 < e <= T - S and topology_due(e, vars(args)) == "grow"),
+         f"ds-td3 would regrow no connection: its first topology update (step {S + e:,}) comes after adaptation "
+         f"stops (step {args.stop_adapt * T:,.0f}) or the run ends; use --algo static-td3"),
     ]
     for ok, message in checks:
         if not ok:
-            raise UserError(message)
+            raise RunError(message)
+    return mode
 
 
 def hyperparameters(args):
     """The `hp` dict of Part I: the parsed flags as a plain dict, with λ1 resolved for the task."""
-    family = args.env.split("-")[0]
-    lambda_in = args.lambda_in if args.lambda_in is not None else PAPER_LAMBDA_IN.get(family, DEFAULT_LAMBDA_IN)
-    return {**vars(args), "lambda_in": lambda_in}
+    return {**vars(args), "lambda_in": args.lambda_in or LAMBDA_IN.get(args.env.split("-")[0], DEFAULT_LAMBDA_IN)}
 
 
 # =============================================================================
-# 12. Environments, and the versions (and BLAS kernel) that a run records.
+# 12. Environments, and the versions that a run records.
 # =============================================================================
-def make_env(env_id, render_mode=None):
-    """gymnasium.make with one-line errors for the usual mistakes. Returns (env, gymnasium module)."""
-    try:
-        import gymnasium as gym
-    except ImportError:
-        raise UserError("gymnasium is not installed: run  pip install -r requirements.txt") from None
-    # CHOICE: the v4 tasks, because they have the paper's v3 dynamics; Gymnasium would remind us that v5 exists
-    # on every make
+def make_env(env_id):
+    """gymnasium.make, with a one-line error where the task cannot be made here or does not suit TD3."""
+    import gymnasium as gym                              # here: --help and --report need no gymnasium
+    # CHOICE: the v4 tasks have the paper's v3 dynamics; Gymnasium would remind us on every make that v5 exists
     warnings.filterwarnings("ignore", message=".*is out of date. You should consider upgrading")
     try:
-        env = gym.make(env_id, render_mode=render_mode)
-    except gym.error.DependencyNotInstalled as err:      # the package Gymnasium names: MuJoCo, Box2D, ...
-        hint = ";  pip install -r requirements.txt installs MuJoCo" if "mujoco" in str(err).lower() else ""
-        raise UserError(f"{env_id} cannot be built: {err}{hint}") from None
-    except ImportError as err:                           # a registered version this install cannot build
-        working = buildable_versions(gym, env_id)
-        hint = f"; use {' or '.join(working)}" if working else ""
-        raise UserError(f"{env_id} cannot be built here ({str(err).split(' (')[0].split(', for more')[0]})"
-                        f"{hint}") from None
-    except gym.error.Error as err:
-        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=10, cutoff=0.6)
-        close = [name for name in close if can_build(gym, name)][:3]
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(f"unknown environment {env_id!r} ({type(err).__name__}){hint}") from None
-    space = env.action_space
-    if not isinstance(space, gym.spaces.Box):
-        raise UserError(f"{env_id} has a {type(space).__name__} action space; TD3 needs a continuous (Box) one")
-    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-        raise UserError(f"{env_id} has an unbounded action space; TD3 squashes actions into finite bounds")
-    if len(env.observation_space.shape or ()) != 1:
-        raise UserError(f"{env_id} has observations of shape {env.observation_space.shape}; this MLP needs a vector")
-    return env, gym
-
-
-def can_build(gym, env_id):
-    """Whether gymnasium can make env_id with the packages installed here."""
-    try:
-        gym.make(env_id).close()
-        return True
-    except Exception:                                    # any reason at all: then we do not suggest it
-        return False
-
-
-def buildable_versions(gym, env_id):
-    """The other registered versions of a task that can be built here, e.g. Hopper-v3 -> [Hopper-v4, Hopper-v5]."""
-    name = env_id.rsplit("-v", 1)[0]
-    versions = sorted((key for key in gym.registry if key.rsplit("-v", 1)[0] == name and key != env_id),
-                      key=lambda key: int(key.rsplit("-v", 1)[1]) if key.rsplit("-v", 1)[1].isdigit() else 0)
-    return [key for key in versions if can_build(gym, key)]
-
-
-def blas_kernel():
-    """The CPU kernel that numpy's OpenBLAS runs (its own pick, or OPENBLAS_CORETYPE's), or "unknown".
-    TRAP: kernels round differently, and RL amplifies the difference: HalfCheetah-v4 TD3 seed 0 evaluates to
-    -315.30 at step 30,000 with the SkylakeX kernel and -326.71 with Haswell's, on the same machine. A run is
-    repeated exactly only with the same versions and kernel, so config.json records it."""
-    for path in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy*libs", "*openblas*")):
-        try:
-            lib = ctypes.CDLL(path)                      # the library numpy has loaded already
-        except OSError:
-            continue
-        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-            get_corename = getattr(lib, name, None)
-            if get_corename is not None:
-                get_corename.restype = ctypes.c_char_p
-                return get_corename().decode()
-    return "unknown"
+        env = gym.make(env_id)
+    except (gym.error.Error, ImportError, ValueError) as err:   # unknown id, MuJoCo or Box2D missing, ...
+        raise RunError(f"cannot make {env_id}: {' '.join(str(err).split())}") from None
+    space, shape = env.action_space, env.observation_space.shape
+    if not (isinstance(space, gym.spaces.Box) and np.isfinite([space.low, space.high]).all() and len(shape or ()) == 1):
+        raise RunError(f"{env_id} has a {type(space).__name__} action space and observations of shape {shape}; "
+                       "TD3 needs a bounded continuous (Box) action space, and this MLP a vector observation")
+    return env
 
 
 def versions():
-    import gymnasium
-    try:
-        import mujoco
-        mujoco_version = mujoco.__version__
-    except ImportError:
-        mujoco_version = "not installed"
-    return {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gymnasium.__version__,
-            "mujoco": mujoco_version, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "blas_kernel": blas_kernel()}
+    """What it takes to repeat a run to the digit besides its command. TRAP: OpenBLAS's CPU kernels round
+    differently, and RL amplifies the difference (results/README.md): set OPENBLAS_CORETYPE to repeat a run."""
+    return {"python": platform.python_version(), **{dist.name: dist.version for dist in metadata.distributions()
+                                                    if dist.name in ("numpy", "gymnasium", "mujoco")},
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "OpenBLAS's own pick")}
 
 
 # =============================================================================
-# 13. Run folders and logs.
+# 13. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
+#     counts of the run header), eval.csv (a row per evaluation), topology.csv (a row per evaluation and network)
+#     and checkpoint.npz. The checkpoint holds the rows of both CSVs, which are written whole from it: a resumed
+#     run rewrites them exactly, whatever a crash or another version of the program left in them.
+#
+#   The logged metrics (key=value lines, easy to grep):
+#   train_sps      steps per second of training (after the warm-up) in this process; eta, the time left, from it
+#   loss_q         critic loss Σ_j mean((Q_j(s,a) - y)²) of the last iteration
+#   loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
+#   q1             mean Q_1(s, a) over the last batch, the critic's value estimate
+#   sparsity_*     fraction of the possible connections that are absent, over all weight matrices of the network
+#   densities      (run header) the fraction of connections present in each sparse layer, as Eq. 1 placed them
+#   return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
+#   connections    connections of actor + both critics (n_connections), and of dense TD3 [DS-TD3, Eq. 8]
+#   flops          training FLOPs so far, and their ratio to dense TD3 with the same settings [DS-TD3, Eqs. 9-10]
+#   dormant_*      fraction of τ-dormant hidden units (τ = 0.1) on a batch of replay states [ReDo]
 # =============================================================================
-def format_duration(seconds):
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def sparsity_of(net):
-    present, dense = count_weights(net)
-    return 1.0 - present / dense
-
-
-def reproduce_command(argv):
-    return "python dst_td3.py " + " ".join(shlex.quote(a) for a in argv)
-
-
-def describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi):
-    """Weight and FLOP counts of this run and of dense TD3 with the same settings, and the config to save."""
-    nets = [agent["actor"], agent["critic"]]
-    run = {"params": sum(count_weights(n)[0] for n in nets), "params_dense": sum(count_weights(n)[1] for n in nets),
-           "flops_iter": iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])}
-    dense = build_agent(n_obs, n_act, act_lo, act_hi, {**hp, "algo": "td3"}, np.random.default_rng(0))
-    run["flops_iter_dense"] = iteration_flops(dense["actor"], dense["critic"], hp["batch_size"], hp["policy_delay"])
-    masks = {f"{name}.W{l}": agent[name][f"M{l}"] for name in ("actor", "critic") for l in (1, 2)
-             if f"M{l}" in agent[name]}
-    run["densities"] = {layer: round(n_present(M) / M.size, 4) for layer, M in masks.items()}   # where Eq. 1 put them
-    run["config"] = {"command": reproduce_command(argv), "args": vars(args), "versions": versions(),
-                     "params_nonzero": run["params"], "params_dense": run["params_dense"],
-                     "sparsity_actor": sparsity_of(agent["actor"]), "sparsity_critic": sparsity_of(agent["critic"]),
-                     "flops_per_iteration": run["flops_iter"], "flops_per_iteration_dense": run["flops_iter_dense"],
-                     "densities": run["densities"]}
-    return run
-
-
-OS_ADVICE = {errno.ENOSPC: "the disk is full: free some space, or pass --runs-dir on another disk",
-             errno.EDQUOT: "the disk quota is used up: free some space, or pass --runs-dir on another disk",
-             errno.EROFS: "the file system is read-only: pass --runs-dir on a writable disk",
-             errno.ENOTDIR: "a file stands where a folder should be: pass another --runs-dir",
-             errno.EEXIST: "a file stands where a folder should be: pass another --runs-dir",
-             errno.EACCES: "permission denied: pass --runs-dir where you may write",
-             errno.EPERM: "permission denied: pass --runs-dir where you may write"}
-
-
-def os_failure(err, what, path):
-    """A SystemFailure for an OSError: what we were doing, with which path, why, and what to do."""
-    advice = OS_ADVICE.get(err.errno, err.strerror or str(err))
-    return SystemFailure(f"could not {what} {path}: {advice}")
-
-
-def write_atomically(path, write, mode="w"):
-    """write(f) to a temporary file, then rename it over path: a crash or a full disk at any moment leaves the old
-    file or the new one, never half of one, and no temporary file behind."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, mode, **({"newline": ""} if "b" not in mode else {})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def lock_run_dir(run_dir):
-    """Hold an exclusive lock on RUN_DIR/run.lock until this process ends, so that no second process (a resume of a
-    run that is still going, say) writes to the same folder. Returns the open lock file: keep it."""
-    lock = open(os.path.join(run_dir, "run.lock"), "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        raise UserError(f"{run_dir} is being written by {holder}; wait for it to end, or stop it first") from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"process {os.getpid()} on {platform.node()}")
-    lock.flush()
-    return lock
-
-
-EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "params_nonzero", "params_dense",
+CHECKPOINT = "checkpoint.npz"
+EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "connections", "connections_dense",
                "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "dormant_actor", "dormant_critic"]
 
 
-def new_run_dir(run, args):
-    """runs/<env>__<algo>__s<seed>__<time>/, made exclusively (a name already taken gets -2, -3, ...) and locked,
-    with config.json and the header of eval.csv."""
-    base = os.path.join(args.runs_dir, f"{args.env}__{args.algo}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}")
+def write_atomically(path, write, binary=False):
+    """The one way a run file is written: write(f) to a temporary file, then rename it over path. A crash or a full
+    disk at any moment leaves the old file or the new one, never half of one, and no temporary file."""
+    tmp = path + ".tmp"
     try:
-        if os.path.exists(args.runs_dir) and not os.path.isdir(args.runs_dir):
-            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", args.runs_dir)
-        os.makedirs(args.runs_dir, exist_ok=True)
-        for n in itertools.count(1):
-            run["dir"] = base if n == 1 else f"{base}-{n}"
-            try:
-                os.mkdir(run["dir"])                     # atomic: two runs started in one second get two folders
-                break
-            except FileExistsError:
-                continue
-        run["lock"] = lock_run_dir(run["dir"])
-        run["config"]["run_dir"] = run["dir"]
-        write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(run["config"], f, indent=2))
-        write_atomically(os.path.join(run["dir"], "eval.csv"), lambda f: csv.writer(f).writerow(EVAL_FIELDS))
+        with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+            write(f)
+        os.replace(tmp, path)
     except OSError as err:
-        raise os_failure(err, "create the run folder in", args.runs_dir) from None
-    run["eval_fields"] = EVAL_FIELDS
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(err.errno, err.strerror, path) from None   # main's one line names the file
 
 
-def buffer_bytes(capacity, n_obs, n_act):
-    """Bytes of a replay buffer: obs, act, rew, next_obs and terminated of every transition, in DTYPE."""
-    return capacity * (2 * n_obs + n_act + 2) * np.dtype(DTYPE).itemsize
+def new_run_dir(args):
+    """runs/<env>__<algo>__s<seed>__<time>/, made exclusively: a name already taken gets -2, -3, ..."""
+    env = "".join(c if c.isalnum() or c in "-_." else "_" for c in args.env)   # an id like ALE/Pong-v5 too
+    base = os.path.join(args.runs_dir, f"{env}__{args.algo}__s{args.seed}__{time.strftime('%Y%m%d-%H%M%S')}")
+    for path in itertools.chain([base], (f"{base}-{n}" for n in itertools.count(2))):
+        with contextlib.suppress(FileExistsError):
+            os.makedirs(path)                            # atomic: two runs started in one second get two folders
+            return path
 
 
-def check_memory(n_bytes, capacity):
-    """Stop with one line before allocating a buffer that does not fit in the memory available now (Linux)."""
-    try:
-        with open("/proc/meminfo") as f:
-            available = 1024 * int(next(line for line in f if line.startswith("MemAvailable:")).split()[1])
-    except (OSError, StopIteration, ValueError, IndexError):
-        return                                           # not Linux: numpy's MemoryError is caught in main
-    if n_bytes > available:
-        fits = capacity * available // n_bytes
-        raise SystemFailure(f"the replay buffer needs {n_bytes / 1e9:.1f} GB ({capacity:,} transitions) but "
-                            f"{available / 1e9:.1f} GB of memory is available: pass --buffer-size {fits:,} or less")
-
-
-REDO_TAU = 0.1          # a unit is τ-dormant below this share of its layer's mean activation [ReDo]
-DIAGNOSTIC_BATCH = 256  # replay states the diagnostics look at
-
-
-def dormant_fraction(hidden, tau=REDO_TAU):
-    """The fraction of τ-dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
-    batch, divided by the mean of that over its layer, is at most τ. hidden: [(..., B, H) ReLU outputs]."""
-    dormant = total = 0
-    for h in hidden:
-        score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
-        score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
-        dormant += int(np.count_nonzero(score <= tau))
-        total += score.size
-    return dormant / total
-
-
-def network_diagnostics(agent, buf, seed, step):
-    """Dormant units of the actor and of the critics on a batch of replay states. The batch is drawn by a generator
-    of its own, seeded by (seed, step), so that the run's generator, and with it the run, is untouched."""
-    if buf["size"] == 0:
-        return {"dormant_actor": float("nan"), "dormant_critic": float("nan")}
-    idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=DIAGNOSTIC_BATCH)
-    _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
-    _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
-    return {"dormant_actor": dormant_fraction([actor_cache[1], actor_cache[3]]),     # h1, h2 (the ReLU caches)
-            "dormant_critic": dormant_fraction([critic_cache[1], critic_cache[3]])}
-
-
-def record_topology(agent, run, step):
-    """Append to topology.csv how many connections each input keeps in the first layer of each sparse network:
-    which observation features (and, for the critics, action entries) DS-TD3 keeps connected."""
-    if "M1" not in agent["actor"]:
-        return                                           # dense TD3: every input keeps all H connections
-    n_obs = agent["actor"]["M1"].shape[0]
-    n_act = agent["critic"]["M1"].shape[1] - n_obs
-    path = os.path.join(run["dir"], "topology.csv")
-    rows = [[step, "actor", *agent["actor"]["M1"].sum(axis=1).astype(int)]]
-    rows += [[step, f"critic{j + 1}", *M.sum(axis=1).astype(int)] for j, M in enumerate(agent["critic"]["M1"])]
-    try:
-        new = not os.path.exists(path)
-        with open(path, "a", newline="") as f:
-            if new:
-                csv.writer(f).writerow(["step", "network"] + [f"obs_{i}" for i in range(n_obs)]
-                                       + [f"act_{i}" for i in range(n_act)])
-            csv.writer(f).writerows(rows)
-    except OSError as err:
-        raise os_failure(err, "append to", path) from None
-
-
-def print_header(run, args, agent, buf):
-    print(f"command: {run['config']['command']}", flush=True)
-    print("args: " + " ".join(f"{k}={v}" for k, v in vars(args).items()), flush=True)
-    print("versions: " + " ".join(f"{k}={v}" for k, v in versions().items()), flush=True)
-    print(f"params: nonzero={run['params']} dense={run['params_dense']} "
-          f"({run['params'] / run['params_dense']:.1%} of dense) "
-          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f} "
-          f"flops_per_iteration={run['flops_iter']:.3e} ({run['flops_iter'] / run['flops_iter_dense']:.2f}x dense)",
-          flush=True)
-    if run["densities"]:                                 # where Eq. 1 (or --distribution) put the weights
-        print("densities: " + " ".join(f"{k}={p:.3f}" for k, p in run["densities"].items()), flush=True)
-    for layer, p in run["densities"].items():
-        if p == 1.0:                                     # Eq. 1 capped at 1: this layer trains dense
-            flag = "--lambda-in" if layer.endswith("W1") else "--lambda-hidden"
+def describe_run(agent, hp, args, argv):
+    """The counts of this run and of dense TD3 with the same settings, and config.json, which the run header
+    prints. Stops where Eq. 1 leaves a layer without connections, and warns where it makes one dense."""
+    nets = (agent["actor"], agent["critic"])
+    run = {"flops_iter": iteration_flops(*nets, hp["batch_size"], hp["policy_delay"]),
+           "flops_iter_dense": iteration_flops(*map(without_masks, nets), hp["batch_size"], hp["policy_delay"]),
+           "connections_dense": sum(n_connections(without_masks(net)) for net in nets)}
+    densities = {f"{name}.W{l}": round(n_present(agent[name][f"M{l}"]) / agent[name][f"M{l}"].size, 4)
+                 for name in ("actor", "critic") for l in (1, 2) if "M1" in agent[name]}
+    run["config"] = {"command": "python dst_td3.py " + " ".join(map(shlex.quote, argv)),
+                     "args": {key: value for key, value in vars(args).items() if key in MODES["train"][0]},
+                     "versions": versions(), "densities": densities}
+    for layer, p in densities.items():
+        flag = "--lambda-in" if layer.endswith("W1") else "--lambda-hidden"
+        if p == 0:
+            raise RunError(f"{layer} would have no connection: a larger {flag} or a lower --sparsity gives it some")
+        if p == 1:                                       # Eq. 1 capped at 1
             print(f"warning: {layer} is dense (density 1.000), as Eq. 1's probability reaches 1 for it; a smaller "
                   f"{flag} keeps it sparse, as do more inputs (Ant-v5 has 105, Ant-v4 27)", flush=True)
-    n_bytes = buffer_bytes(buf["capacity"], buf["obs"].shape[1], buf["act"].shape[1])
-    print(f"replay_buffer: capacity={buf['capacity']} bytes={n_bytes} ({n_bytes / 1e6:.0f} MB)", flush=True)
-    print(f"run_dir: {run['dir']}", flush=True)
+    return run
+
+
+def topology_rows(agent, step):
+    """topology.csv's rows of one evaluation (input_connections); at step 0, its header."""
+    if step == 0:
+        n_obs = agent["actor"]["W1"].shape[0]
+        return [["step", "network", *(f"obs_{i}" for i in range(n_obs)),
+                 *(f"act_{i}" for i in range(agent["critic"]["W1"].shape[1] - n_obs))]]
+    return [[step, name, *counts] for name, counts in zip(("actor", "critic1", "critic2"), input_connections(agent))]
 
 
 def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
-    """One evaluation: a line to stdout and a row to eval.csv, then a checkpoint (if the weights are finite)."""
-    step = loop["step"]
+    """One evaluation: its rows, a checkpoint, then eval.csv, topology.csv and a line."""
+    step, flops = loop["step"], loop["flops"]
     loop["last_eval"] = float(returns.mean())
-    flops = loop["flops"]
     ratio = flops / loop["flops_dense"] if loop["flops_dense"] else run["flops_iter"] / run["flops_iter_dense"]
-    params = sum(count_weights(agent[name])[0] for name in ("actor", "critic"))   # fewer after a drop-only update
-    row = {"step": step, "return_mean": f"{returns.mean():.2f}", "return_std": f"{returns.std():.2f}",
-           "episodes": args.eval_episodes, "params_nonzero": params, "params_dense": run["params_dense"],
-           "sparsity_actor": f"{sparsity_of(agent['actor']):.4f}",
-           "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}", "flops": f"{flops:.4e}",
-           "flops_vs_dense": f"{ratio:.4f}"}
-    dormant = network_diagnostics(agent, buf, args.seed, step)
-    row.update({key: f"{value:.4f}" for key, value in dormant.items()})
-    path = os.path.join(run["dir"], "eval.csv")
-    try:
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, run["eval_fields"], extrasaction="ignore").writerow(row)
-    except OSError as err:
-        raise os_failure(err, "append to", path) from None
-    print(f"eval step={step} return_mean={returns.mean():.1f} return_std={returns.std():.1f} "
-          f"episodes={args.eval_episodes} params={params}/{run['params_dense']} "
-          f"flops={flops:.3e} flops_vs_dense={ratio:.2f} dormant_actor={dormant['dormant_actor']:.3f} "
-          f"dormant_critic={dormant['dormant_critic']:.3f}", flush=True)
-    record_topology(agent, run, step)
-    bad = first_non_finite(agent)
-    if bad is not None:                                  # never overwrite a good checkpoint with a broken one
-        raise TrainingStopped(f"the {bad} has non-finite weights at step {step}; " + last_good(run["checkpoint"]))
-    save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
+    row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes,
+           n_connections(agent["actor"]) + n_connections(agent["critic"]), run["connections_dense"],
+           f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}", f"{flops:.4e}",
+           f"{ratio:.4f}", *(f"{x:.4f}" for x in network_dormancy(agent, buf, args.seed, step))]
+    loop["eval.csv"].append([str(cell) for cell in row])
+    loop["topology.csv"] += [[str(cell) for cell in row] for row in topology_rows(agent, step)]
+    save_run(run, agent, buf, rng, env, loop)
+    print("eval " + " ".join(f"{k}={v}" for k, v in zip(EVAL_FIELDS, loop["eval.csv"][-1])), flush=True)
 
 
-def probe_iteration_seconds(n_obs, n_act, act_lo, act_hi, hp, n_iterations=20):
-    """Seconds per training iteration, timed on a throwaway agent and buffer with a generator of their own (the
-    run's generator is untouched): what the progress line's ETA uses until training has been measured."""
-    rng = np.random.default_rng(0)
-    agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
-    buf = buffer_init(hp["batch_size"], n_obs, n_act)
-    for _ in range(hp["batch_size"]):
-        buffer_add(buf, rng.standard_normal(n_obs), rng.uniform(act_lo, act_hi), 0.0, rng.standard_normal(n_obs), 0)
-    t0 = time.perf_counter()
-    for i in range(1, n_iterations + 1):
-        train_iteration(agent, buf, i, hp, rng)
-    return (time.perf_counter() - t0) / n_iterations
+def record_step(info, step, loop, run, clock, agent, hp):
+    """What Part II does after every step: count FLOPs (fewer after a drop-only topology update), time training,
+    and stop on a NaN loss, or before an evaluation on a NaN weight: never act, evaluate or save with a broken
+    network (a NaN loss makes NaN weights in its own iteration, and an overflowing update can too)."""
+    if "loss_q" in info:
+        loop["flops"] += run["flops_iter"]
+        loop["flops_dense"] += run["flops_iter_dense"]
+        clock.setdefault("train_start", (time.perf_counter(), step - 1))
+    clock["log"].update(info)
+    if "topology_actor" in info:
+        run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
+    broken = [key for key in ("loss_q", "loss_pi") if key in info and not math.isfinite(info[key])]
+    broken += [name for name in NETWORKS[:4] if eval_due(step, hp) and not np.isfinite(agent[name]["flat"]).all()]
+    if broken:
+        raise RunError(f"training stopped at step {step}: {', '.join(broken)} not finite (NaN or inf); the last good "
+                       f"checkpoint is {os.path.join(run['dir'], CHECKPOINT)}", 1)
 
 
-def print_progress(step, args, loop, log, agent, clock):
-    """One key=value progress line: the speed of the last interval, the warm-up and training speeds of this
-    session so far, and the time left (during the warm-up: estimated from a timed probe of the iteration)."""
-    now = time.perf_counter()
-    sps = args.log_every / (now - clock["last_log"])
-    clock["last_log"] = now
-    S, T = args.learning_starts, args.total_steps
-    speeds = ""
-    warm_steps = min(step, S) - min(clock["start_step"], S)
-    if warm_steps > 0:
-        warmup_sps = warm_steps / ((clock["warmup_end"] or now) - clock["start"])
-        speeds += f" warmup_sps={warmup_sps:.0f}"
-    if step > S:
-        train_start = clock["warmup_end"] or clock["start"]
-        train_sps = (step - max(S, clock["start_step"])) / (now - train_start)
-        speeds += f" train_sps={train_sps:.0f}"
-        eta = (T - step) / train_sps
-    else:                                                # warm-up: its own speed, then the probe's estimate
-        eta = (S - step) / warmup_sps + (T - S) * (clock["probe"] + 1 / warmup_sps)
-    losses = "".join(f" {k}={log[k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in log)
-    print(f"step={step}/{T} ({step / T:.1%}) sps={sps:.0f}{speeds} eta={format_duration(eta)} "
-          f"last_eval={loop['last_eval']:.1f}{losses} sparsity_actor={sparsity_of(agent['actor']):.3f} "
-          f"sparsity_critic={sparsity_of(agent['critic']):.3f}", flush=True)
-
-
-def print_topology(out, step, agent, hp):
-    layers = {**{f"actor.{k}": v for k, v in out["topology_actor"].items()},
-              **{f"critic.{k}": v for k, v in out["topology_critic"].items()}}
-    drop_only = topology_due(step - hp["learning_starts"], hp) == "drop"
-    print(f"topology step={step} iteration={step - hp['learning_starts']} "
-          + " ".join(f"{k}=-{v}/+{0 if drop_only else v}" for k, v in layers.items())
-          + f" sparsity_actor={sparsity_of(agent['actor']):.3f}"
-          + f" sparsity_critic={sparsity_of(agent['critic']):.3f}"
-          + (" (the last update: drop only)" if drop_only else ""), flush=True)
-
-
-def check_losses(log, step, run):
-    for key, network in (("loss_q", "critic"), ("loss_pi", "actor")):
-        if key in log and not math.isfinite(log[key]):
-            raise TrainingStopped(f"the {network} loss became {log[key]} at step {step}; "
-                                  + last_good(run["checkpoint"]))
+def print_progress(step, T, loop, agent, clock):
+    """One key=value progress line: the speed of training (after the warm-up) and the time left."""
+    speed = " eta=after the warm-up"
+    if "train_start" in clock:
+        train_sps = (step - clock["train_start"][1]) / (time.perf_counter() - clock["train_start"][0])
+        speed = f" train_sps={train_sps:.0f} eta={(T - step) / train_sps / 3600:.2f}h"
+    losses = "".join(f" {k}={clock['log'][k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in clock["log"])
+    print(f"step={step}/{T} ({step / T:.1%}){speed} last_eval={loop['last_eval']:.1f}{losses} "
+          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f}",
+          flush=True)
 
 
 # =============================================================================
-# 14. Checkpoints, resume and signals.
+# 14. Checkpoints and resume: arrays, and two JSON strings, in one .npz (no pickle).
 # =============================================================================
-CHECKPOINT = "checkpoint.npz"
 BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
 
 
-def env_snapshot(env):
-    """What it takes to continue the training env mid-episode exactly: its random generator (used by reset),
-    the time-limit counter, and the simulator state: MuJoCo's whole integration state (including the solver's
-    warm start, which a plain qpos/qvel copy would miss) or a classic-control task's `state` vector."""
+def env_state(env, saved=None):
+    """The training env's state (saved=None), or restore saved into it: its random generator (used by reset), the
+    time-limit counter, and MuJoCo's whole integration state, the solver's warm start included, so that the env
+    continues mid-episode exactly. A task without MuJoCo starts a new episode instead (returns False)."""
     u = env.unwrapped
-    snap = {"env/rng": np.array(json.dumps(u.np_random.bit_generator.state)),
-            "env/elapsed_steps": np.array(env.get_wrapper_attr("_elapsed_steps"))}
-    if hasattr(u, "model") and hasattr(u, "data"):
+    if saved is None:
+        saved = {"rng": u.np_random.bit_generator.state, "elapsed_steps": env.get_wrapper_attr("_elapsed_steps")}
+        if hasattr(u, "data"):
+            import mujoco
+            sim = np.empty(mujoco.mj_stateSize(u.model, mujoco.mjtState.mjSTATE_INTEGRATION))
+            mujoco.mj_getState(u.model, u.data, sim, mujoco.mjtState.mjSTATE_INTEGRATION)
+            saved["mujoco"] = sim.tolist()               # JSON keeps every bit of a float64
+        return saved
+    u.np_random.bit_generator.state = saved["rng"]
+    env.set_wrapper_attr("_elapsed_steps", saved["elapsed_steps"])
+    if "mujoco" in saved:
         import mujoco
-        spec = mujoco.mjtState.mjSTATE_INTEGRATION
-        snap["env/mujoco_state"] = np.empty(mujoco.mj_stateSize(u.model, spec))
-        mujoco.mj_getState(u.model, u.data, snap["env/mujoco_state"], spec)
-    elif isinstance(getattr(u, "state", None), np.ndarray):
-        snap["env/state"] = u.state.copy()
-    return snap
+        mujoco.mj_setState(u.model, u.data, np.array(saved["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
+    return "mujoco" in saved
 
 
-def env_restore(env, data):
-    """Undo env_snapshot on an env that has been reset. False if the task's state could not be restored."""
-    u = env.unwrapped
-    u.np_random.bit_generator.state = json.loads(str(data["env/rng"]))
-    env.set_wrapper_attr("_elapsed_steps", int(data["env/elapsed_steps"]))
-    if "env/mujoco_state" in data and hasattr(u, "data"):
-        import mujoco
-        mujoco.mj_setState(u.model, u.data, data["env/mujoco_state"], mujoco.mjtState.mjSTATE_INTEGRATION)
-        return True
-    if "env/state" in data and isinstance(getattr(u, "state", None), np.ndarray):
-        u.state = data["env/state"].copy()
-        return True
-    return False
-
-
-def in_checkpoint(key):
-    """Adam's scratch vectors g_*, tmp_flat carry no state, and a flat vector holds the same numbers as its arrays."""
-    return not key.startswith("g_") and not key.endswith("flat")
-
-
-def save_checkpoint(path, agent, buf, rng, env, loop, config, save_buffer):
-    """Everything a run needs to continue, as one .npz (plain arrays and JSON strings: no pickle).
-
-    Written atomically (write_atomically): a crash or a full disk at any moment leaves the old checkpoint or
-    the new one, never half of one."""
-    arrays = {f"{name}/{key}": np.asarray(value) for name in NETWORKS for key, value in agent[name].items()
-              if in_checkpoint(key)}
-    arrays.update({f"loop/{key}": np.asarray(value) for key, value in loop.items()})
-    arrays.update(env_snapshot(env))
-    arrays["rng"] = np.array(json.dumps(rng.bit_generator.state))
-    arrays["config"] = np.array(json.dumps(config))
-    if save_buffer:
+def save_run(run, agent, buf, rng, env, loop):
+    """Everything a run needs to continue, in checkpoint.npz: the networks and Adam, the replay buffer (with
+    --save-buffer), and as JSON the state of the loop (the CSV rows too), of the generator and of the env. Then
+    config.json, and eval.csv and topology.csv from the rows the checkpoint holds. Adam's scratch vectors g_* and
+    tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
+    arrays = {f"{name}/{key}": value for name in NETWORKS for key, value in agent[name].items()
+              if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat")}
+    if run["config"]["args"]["save_buffer"]:
         arrays.update({f"buffer/{key}": buf[key][:buf["size"]] for key in BUFFER_KEYS})
-        arrays["buffer/ptr"], arrays["buffer/size"] = np.array(buf["ptr"]), np.array(buf["size"])
-    try:
-        write_atomically(path, lambda f: np.savez(f, **arrays), mode="wb")
-    except OSError as err:
-        kept = "the previous checkpoint is kept" if os.path.exists(path) else "no checkpoint was kept"
-        raise SystemFailure(f"{os_failure(err, 'write the checkpoint', path)}; {kept}") from None
+    state = {"loop": {**loop, "obs": loop["obs"].tolist()}, "rng": rng.bit_generator.state, "env": env_state(env),
+             "buffer": {"ptr": buf["ptr"], "size": buf["size"]}, "adam_t": [agent["opt_actor"]["t"],
+                                                                         agent["opt_critic"]["t"]]}
+    arrays["state"], arrays["config"] = np.array(json.dumps(state)), np.array(json.dumps(run["config"]))
+    write_atomically(os.path.join(run["dir"], CHECKPOINT), lambda f: np.savez(f, **arrays), binary=True)
+    write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(run["config"], f, indent=2))
+    for name in ("eval.csv", "topology.csv"):
+        write_atomically(os.path.join(run["dir"], name), lambda f: csv.writer(f).writerows(loop[name]))
 
 
 def load_checkpoint(path):
-    """The arrays of a checkpoint, with a one-line error if it is missing, truncated or corrupt."""
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path} does not exist")
+    """(path, arrays, config, state) of a checkpoint, a file or a run folder's; one line if it cannot be read: if it
+    is missing, truncated, not a checkpoint, or one of another version of this program (a KeyError)."""
+    path = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
-        json.loads(str(data["config"]))
-        data["actor/W1"], data["actor/W3"]
+        return path, data, json.loads(str(data["config"])), json.loads(str(data["state"]))
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__})") from None
-    return data
+        raise RunError(f"cannot read the checkpoint {path}: {getattr(err, 'strerror', None) or repr(err)}") from None
 
 
-def restore_agent(agent, data, path):
-    """Copy a checkpoint's arrays into a freshly built agent of the same configuration, checking every shape."""
-    for name in NETWORKS:
-        for key in agent[name]:
-            if not in_checkpoint(key):
-                continue
-            saved = data.get(f"{name}/{key}")
-            if saved is None or np.shape(saved) != np.shape(agent[name][key]):
-                raise UserError(f"checkpoint {path} does not match this configuration ({name}/{key})")
-            if key == "t":
-                agent[name][key] = int(saved)
-            else:
-                agent[name][key][...] = saved
-
-
-def check_checkpoint_sizes(data, n_obs, n_act, env_id, path):
-    saved_obs, saved_act = data["actor/W1"].shape[0], data["actor/W3"].shape[1]
-    if (saved_obs, saved_act) != (n_obs, n_act):
-        saved_env = json.loads(str(data["config"]))["args"]["env"]
-        raise UserError(f"checkpoint {path} was made for {saved_env} ({saved_obs} observations, {saved_act} "
-                        f"actions) but {env_id} has {n_obs} and {n_act}: pass --env {saved_env}")
-
-
-def first_non_finite(agent):
-    """Name of the first network with a NaN or infinite weight, or None."""
-    for name in ("actor", "critic", "actor_targ", "critic_targ"):
-        if not np.isfinite(agent[name]["flat"]).all():    # every weight and bias of the network (with_flat)
-            return name
-    return None
-
-
-def last_good(ckpt_path):
-    """The end of a TrainingStopped message: where the last good checkpoint is, if any."""
-    if os.path.isfile(ckpt_path):
-        return f"the last good checkpoint is {ckpt_path}"
-    return "no checkpoint had been written yet"
-
-
-def install_stop_handlers():
-    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, saves and exits cleanly."""
-    stop = {"signal": None}
-
-    def handler(signum, frame):
-        stop["signal"] = signum
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    return stop, previous
-
-
-
-
-def resume_from(data, agent, buf, rng, env, loop, run):
-    """Load a checkpoint into the freshly built run: networks, generator, buffer, env and loop state."""
-    restore_agent(agent, data, run["checkpoint"])
-    rng.bit_generator.state = json.loads(str(data["rng"]))
-    loop["step"], loop["last_eval"] = int(data["loop/step"]), float(data["loop/last_eval"])
-    saved = run["config"]["args"]
-    run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], saved["batch_size"], saved["policy_delay"])
-    run["params"] = sum(count_weights(agent[name])[0] for name in ("actor", "critic"))   # after a drop-only update
-    iterations = max(0, loop["step"] - saved["learning_starts"])
-    loop["flops_dense"] = float(data.get("loop/flops_dense", iterations * run["flops_iter_dense"]))
-    loop["flops"] = float(data["loop/flops"]) if "loop/flops" in data else None   # older checkpoints: eval.csv
-    if "buffer/size" in data:
-        size = int(data["buffer/size"])
-        for key in BUFFER_KEYS:
-            buf[key][:size] = data[f"buffer/{key}"]
-        # TRAP: a run extended with --total-steps may have a larger buffer now; one that was full at its old
-        # capacity (pointer back at 0) goes on filling after its last transition, not over its first
-        buf["ptr"] = int(data["buffer/ptr"]) if size == buf["capacity"] else size
-        buf["size"] = size
+def resume_from(data, state, agent, buf, rng, env, loop):
+    """Load a checkpoint into the run that its config.json built: networks, generator, loop, buffer and env."""
+    for key, value in data.items():                     # the same configuration built both: the same shapes
+        name, _, array = key.partition("/")
+        if name in NETWORKS or name == "buffer":
+            (agent.get(name) or buf)[array][:len(value)] = value
+    agent["opt_actor"]["t"], agent["opt_critic"]["t"] = state["adam_t"]
+    loop.update(state["loop"], obs=np.array(state["loop"]["obs"]))
+    rng.bit_generator.state = state["rng"]
+    if "buffer/obs" in data:
+        buf.update(state["buffer"])
     else:
-        print("resume: the replay buffer was not saved (--save-buffer), so it refills from now on; "
-              "the resumed run will differ from an uninterrupted one", flush=True)
-    loop["obs"] = data["loop/obs"]
-    if not env_restore(env, data):
+        print("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs", flush=True)
+    if not env_state(env, state["env"]):
         loop["obs"] = env.reset()[0]
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
-    run["eval_fields"] = clean_eval_csv(os.path.join(run["dir"], "eval.csv"), loop["step"])
-    if loop["flops"] is None:                            # a checkpoint older than loop/flops: the row of its step
-        loop["flops"] = flops_at(os.path.join(run["dir"], "eval.csv"), loop["step"], iterations * run["flops_iter"])
-    clean_topology_csv(os.path.join(run["dir"], "topology.csv"), loop["step"])
-    print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
-
-
-def clean_eval_csv(path, last_step):
-    """Make eval.csv hold exactly the evaluations up to the checkpoint's step, rewritten atomically, and return its
-    columns. Rows after that step (written after the checkpoint, before a crash) would be repeated, and blank or
-    malformed ones would break every reader: both are left out, the malformed ones with a warning. A missing
-    eval.csv is started anew, with a warning."""
-    if not os.path.exists(path):
-        print(f"resume: warning: {path} was missing; a new one starts with the evaluations after step "
-              f"{last_step}", flush=True)
-        write_atomically(path, lambda f: csv.writer(f).writerow(EVAL_FIELDS))
-        return EVAL_FIELDS
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    fields = rows[0] if rows and rows[0][:1] == ["step"] else EVAL_FIELDS   # the file's own columns, if any
-    body = rows[1:] if rows and rows[0][:1] == ["step"] else rows
-    good = [row for row in body if is_eval_row(row, fields)]
-    if len(good) < len(body):
-        print(f"resume: warning: left out {len(body) - len(good)} blank or malformed rows of {path}", flush=True)
-    kept = [row for row in good if int(row[0]) <= last_step]
-    write_atomically(path, lambda f: csv.writer(f).writerows([fields] + kept))
-    return fields
-
-
-def flops_at(path, step, estimate):
-    """The training FLOPs that eval.csv records at `step`, or the estimate if it has no such row."""
-    with open(path, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row.get("step") == str(step) and row.get("flops")]
-    return float(rows[-1]["flops"]) if rows else estimate
-
-
-def clean_topology_csv(path, last_step):
-    """topology.csv keeps its rows up to the checkpoint's step, as eval.csv does (rewritten atomically)."""
-    if os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        kept = [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) <= last_step]
-        write_atomically(path, lambda f: csv.writer(f).writerows(rows[:1] + kept))
-
-
-def is_eval_row(row, fields):
-    """A row of eval.csv with one number per column (the step an integer)."""
-    try:
-        int(row[0])
-        [float(value) for value in row]
-        return len(row) == len(fields)
-    except (ValueError, IndexError):
-        return False
 
 
 # =============================================================================
-# 15. Profiling (--profile): Part I's phase functions, wrapped in timers for one run.
+# 15. Profiling (--profile): the share of the wall time of each phase, from Python's profiler, cProfile.
 # =============================================================================
-PHASES = {"acting": ["explore"], "sample batch": ["buffer_sample"], "critic update": ["td3_target", "critic_step"],
-          "topology update": ["topology_update"], "actor update": ["actor_step"], "target update": ["soft_update"],
-          "maintain sparsity": ["target_maintain_sparsity"], "flush subnormals": ["flush_subnormals"],
-          "evaluation": ["evaluate"]}
-ITERATION_PHASES = ("sample batch", "critic update", "topology update", "actor update", "target update",
-                    "maintain sparsity", "flush subnormals")
+PHASES = ("explore", "buffer_sample", "td3_target", "critic_step", "topology_update", "actor_step", "soft_update",
+          "target_maintain_sparsity", "flush_subnormals", "evaluate")   # Part I's functions, one per phase
 
 
-def install_profiler(env):
-    """Replace each phase function of PHASES (and env.step) by a timed version that adds its seconds to
-    prof[phase]. Part I calls its functions by name, so it runs the timed ones without knowing. Returns
-    (prof, originals); remove_profiler(originals) puts the functions back."""
-    prof, module = {}, globals()
+def print_profile(profiler, wall, env):
+    """The share of the wall time that each phase took: the cumulative time of its function, as cProfile measured
+    it (with an overhead of its own, a few per cent), and of the training env's step, which `train` calls."""
+    stats = pstats.Stats(profiler).stats    # {(file, line, function): (calls, calls, own s, cumulative s, callers)}
 
-    def timed(phase, function):
-        def timed_function(*arguments, **keywords):
-            t0 = time.perf_counter()
-            try:
-                return function(*arguments, **keywords)
-            finally:
-                prof[phase] = prof.get(phase, 0.0) + time.perf_counter() - t0
-        return timed_function
-
-    originals = {name: module[name] for names in PHASES.values() for name in names}
-    for phase, names in PHASES.items():
-        for name in names:
-            module[name] = timed(phase, originals[name])
-    env.step = timed("env step", env.step)               # the training env only; evaluation has its own env
-    return prof, originals
-
-
-def remove_profiler(originals):
-    globals().update(originals)
-
-
-def print_profile(prof, wall, n_iterations):
-    """Share of the wall time per phase of the run (--profile; README, Speed)."""
-    print("profile: phase share_of_wall seconds", flush=True)
+    def key(function):
+        return function.__code__.co_filename, function.__code__.co_firstlineno, function.__code__.co_name
+    prof = {name: stats.get(key(globals()[name]), (0, 0, 0, 0.0))[3] for name in PHASES}
+    prof["env.step"] = stats[key(type(env).step)][4][key(train)][3]   # the training env's: `train` steps it
+    prof["other (logging)"] = wall - sum(prof.values())
     for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
-        print(f"profile: {phase:<18s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
-    other = wall - sum(prof.values())
-    print(f"profile: {'other (logging)':<18s} {other / wall:6.1%} {other:9.2f}s", flush=True)
-    iterations = sum(prof.get(phase, 0.0) for phase in ITERATION_PHASES)
-    if n_iterations:
-        print(f"profile: {n_iterations} training iterations, {iterations / n_iterations * 1e3:.3f} ms each",
-              flush=True)
+        print(f"profile: {phase:<24s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
 
 
 # =============================================================================
 # 16. Evaluating a saved policy (--load CHECKPOINT --eval-only).
 # =============================================================================
 def eval_only(args, argv):
-    """Evaluate a saved policy, deterministically, and print mean ± std. --load takes a checkpoint or a run folder;
-    the task is the checkpoint's unless --env is given."""
-    if not (args.load and args.eval_only):
-        raise UserError("--load and --eval-only go together; to continue a run use --resume RUN_DIR")
-    check_args(args)
-    if args.render and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
-                                                                 or os.environ.get("WAYLAND_DISPLAY")):
-        raise UserError("--render needs a display, and none was found (DISPLAY is not set); "
-                        "drop --render to evaluate without a window")
-    path = os.path.join(args.load, CHECKPOINT) if os.path.isdir(args.load) else args.load
-    data = load_checkpoint(path)
-    saved = json.loads(str(data["config"]))["args"]
-    env_id = args.env if "env" in flags_given(argv) else saved["env"]
-    env, _ = make_env(env_id, render_mode="human" if args.render else None)
-    check_checkpoint_sizes(data, env.observation_space.shape[0], env.action_space.shape[0], env_id, path)
+    """Evaluate a saved policy deterministically, on its task and evaluation seed, and print mean and std."""
+    path, data, config, _ = load_checkpoint(args.load)
     actor = {key.split("/", 1)[1]: value for key, value in data.items() if key.startswith("actor/")}
-    returns = evaluate(actor, env, args.eval_episodes, saved["seed"] + 100)
-    print(f"eval_only checkpoint={path} env={env_id} episodes={args.eval_episodes} "
-          f"return_mean={returns.mean():.2f} return_std={returns.std():.2f} "
-          f"(mean ± std: {returns.mean():.1f} ± {returns.std():.1f})", flush=True)
-    env.close()
+    returns = evaluate(actor, make_env(config["args"]["env"]), args.eval_episodes, config["args"]["seed"] + 100)
+    print(f"eval_only checkpoint={path} env={config['args']['env']} episodes={args.eval_episodes} "
+          f"return_mean={returns.mean():.2f} return_std={returns.std():.2f}", flush=True)
     return 0
 
 
 # =============================================================================
 # 17. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
 #     A *comparison* is the runs of one env planned for one length T; its rows are the algorithms and the lab's
-#     settings, and each comparison gets a panel of the figure.
+#     settings, each over its seeds, and each comparison gets a panel of the figure.
 # =============================================================================
-# [DS-TD3, Fig. 2], read off the curves by eye (±10-15 %; gym v3, mean of 5 seeds): {(task, algo): {step: return}}
-PAPER_CURVES = {
-    ("HalfCheetah", "ds-td3"): {50_000: 4500, 100_000: 7200, 150_000: 8600, 200_000: 9400, 250_000: 9900,
-                                300_000: 10100},
-    ("HalfCheetah", "static-td3"): {50_000: 4200, 100_000: 6600, 150_000: 7700, 200_000: 8200, 250_000: 8500,
-                                    300_000: 8800},
-    ("HalfCheetah", "td3"): {50_000: 4000, 100_000: 6000, 150_000: 7300, 200_000: 8000, 250_000: 8400,
-                             300_000: 8700},
-    ("Walker2d", "ds-td3"): {50_000: 300, 100_000: 450, 150_000: 700, 200_000: 1400, 250_000: 2700, 300_000: 3500},
-    ("Walker2d", "td3"): {50_000: 300, 100_000: 400, 150_000: 550, 200_000: 900, 250_000: 1300, 300_000: 1900},
-    ("Hopper", "ds-td3"): {50_000: 400, 100_000: 900, 150_000: 1600, 200_000: 2200, 250_000: 2800, 300_000: 3000},
-    ("Hopper", "td3"): {50_000: 400, 100_000: 900, 150_000: 1500, 200_000: 2000, 250_000: 2500, 300_000: 2700},
-}
-ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order
-VARIANT_FLAGS = ("sparsity", "distribution", "grow", "drop_schedule")   # the lab's: a run that sets one is its own row
-COLOURS = {"ds-td3": "#d62728", "static-td3": "#2ca02c", "td3": "#1f77b4"}
-VARIANT_COLOURS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")  # then the lab's rows
-NOT_SETTINGS = {"seed", "total_steps", "runs_dir", "resume", "log_every", "profile", "save_buffer", "load",
-                "eval_only", "render", "report", "figure"}   # flags that do not change what a run learns
-LAST_EVALS = 10                                          # the paper's final return: the mean of the last 10
+ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order, and the figure's first colours
+COLOURS = ("#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+NOT_SETTINGS = ("algo", "seed", "total_steps", "eval_every", "eval_episodes")   # what a row's label leaves out
 
 
 def report_warning(message):
@@ -1765,386 +1333,233 @@ def report_warning(message):
 
 
 def read_run(path):
-    """One run folder: its arguments and its evaluations as arrays, or None (with a warning) if it has none."""
+    """One run folder: its settings and the evaluations of eval.csv whose every cell is a finite number (read by
+    column name), or None with a warning."""
     try:
-        with open(os.path.join(path, "config.json")) as f:
-            config = json.load(f)
-        args = config["args"]
-        args["env"], args["algo"]
-    except (OSError, ValueError, KeyError, TypeError):
-        report_warning(f"{path} is not a run (no readable config.json); left out")
-        return None
-    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+            args = {**vars(make_parser().parse_args([])), **json.load(f)["args"]}   # older runs: the defaults
         with open(os.path.join(path, "eval.csv"), newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError:
-        rows = []
-    fields = rows[0] if rows else EVAL_FIELDS
-    good = [dict(zip(fields, row)) for row in rows[1:] if is_eval_row(row, fields)]
-    if len(good) < len(rows) - 1:
-        report_warning(f"left out {len(rows) - 1 - len(good)} blank or malformed rows of {path}/eval.csv")
+            header, *rows = list(csv.reader(f)) or [[]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return report_warning(f"{path} is not a readable run (config.json and eval.csv); left out")
+    good = []
+    for row in rows:
+        with contextlib.suppress(ValueError):
+            numbers = [float(cell) for cell in row]
+            good += [dict(zip(header, numbers))] if len(row) == len(header) and np.isfinite(numbers).all() else []
+    if len(good) < len(rows):
+        report_warning(f"left out {len(rows) - len(good)} blank, malformed or non-finite rows of {path}/eval.csv")
     if not good:
-        report_warning(f"{path} has no evaluations yet; left out")
-        return None
-    return {"dir": path, "args": args, "params": config.get("params_nonzero"),
-            "steps": np.array([int(row["step"]) for row in good]),
-            "returns": np.array([float(row["return_mean"]) for row in good]),
-            "flops_vs_dense": float(good[-1].get("flops_vs_dense", "nan")),
-            "dormant": np.array([[float(row.get(f"dormant_{net}", "nan")) for net in ("actor", "critic")]
-                                 for row in good])}                  # (evaluations, 2); NaN before ReDo was logged
+        return report_warning(f"{path} has no evaluations yet; left out")
+    return {"args": args, **{key: np.array([row.get(key, np.nan) for row in good]) for key in EVAL_FIELDS}}
 
 
-def read_runs(folders):
-    """Every run folder below the given folders (a folder with a config.json or an eval.csv)."""
-    runs = []
+def group_runs(folders):
+    """{(env, T): {label: [runs]}} of every run below the folders, each run once, in the report's order. The runs
+    of one env and one planned length T (a *comparison*) are compared with each other, one row per label: the
+    algorithm, then each setting of HYPERPARAMETERS that the runs set away from its default (the lab's ones)."""
+    found = {}
     for top in folders:
-        if not os.path.isdir(top):
-            report_warning(f"{top} is not a folder; left out")
-            continue
-        found = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
-        if not found:
-            report_warning(f"no run folders below {top}")
-        runs += [run for run in map(read_run, found) if run is not None]
-    return runs
-
-
-def run_label(args, defaults):
-    """A row's name: the algorithm, then each of the lab's flags that the run set away from its default."""
-    changed = [f"{key}={args[key]}" for key in VARIANT_FLAGS if args.get(key, defaults[key]) != defaults[key]]
-    return " ".join([args["algo"], *changed])
-
-
-def group_runs(runs):
-    """{(env, T, label): [runs]} in the report's order. The runs of one env and one planned length T (a
-    *comparison*) are compared with each other, one row per label. A group whose runs differ in a setting other
-    than the lab's gets a warning."""
-    defaults = vars(make_parser().parse_args([]))      # a run older than a flag ran with its default
-    groups = {}
-    for run in sorted(runs, key=lambda r: r["args"]["seed"]):
+        below = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
+        if not below:
+            report_warning(f"{top} is not a folder; left out" if not os.path.isdir(top) else f"no runs below {top}")
+        found.update({os.path.realpath(path): path for path in below if os.path.realpath(path) not in found})
+    defaults, groups = vars(make_parser().parse_args([])), {}
+    for run in sorted(filter(None, map(read_run, found.values())), key=lambda r: r["args"]["seed"]):
         args = run["args"]
-        key = (args["env"], args.get("total_steps", defaults["total_steps"]), run_label(args, defaults))
-        groups.setdefault(key, []).append(run)
-    order = sorted(groups, key=lambda k: (k[0], -k[1], ALGOS.index(k[2].split()[0]), k[2]))   # longest runs first
-    groups = {key: groups[key] for key in order}
-    for (env, _, label), members in groups.items():
-        for key in sorted(set().union(*(m["args"] for m in members)) - NOT_SETTINGS):
-            values = sorted({json.dumps(m["args"].get(key, defaults.get(key))) for m in members})
-            if len(values) > 1:
-                report_warning(f"{env} {label}: the runs differ in {key} ({', '.join(values)}); compared anyway")
-    return groups
+        label = " ".join([args["algo"]] + [f"{key}={args[key]}" for key in HYPERPARAMETERS
+                                           if key not in NOT_SETTINGS and args[key] != defaults[key]])
+        groups.setdefault((args["env"], args["total_steps"]), {}).setdefault(label, []).append(run)
+    return {comparison: {label: groups[comparison][label] for label in sorted(groups[comparison], key=lambda l: (
+        ALGOS.index(l.split()[0]), l))} for comparison in sorted(groups, key=lambda c: (c[0], -c[1]))}
 
 
-def comparison_names(groups):
-    """{(env, T): its name}: the env, and T too where the env has runs of more than one planned length."""
-    lengths = {}
-    for env, T, _ in groups:
-        lengths.setdefault(env, set()).add(T)
-    return {(env, T): env if len(lengths[env]) == 1 else f"{env}, T = {T:,}" for env, T, _ in groups}
-
-
-def group_curve(members, cut):
-    """The evaluations of a group up to step `cut`, at the steps every run has: (steps, returns (runs, steps))."""
-    steps = sorted(set.intersection(*(set(m["steps"][m["steps"] <= cut].tolist()) for m in members)))
-    returns = np.array([[m["returns"][m["steps"] == s][0] for s in steps] for m in members])
-    return np.array(steps), returns
-
-
-def group_metrics(members, cut):
-    """The paper's metrics of one group up to step `cut` [DS-TD3, Table 2 and Sec. 5]."""
-    steps, returns = group_curve(members, cut)
-    final = returns[:, -LAST_EVALS:].mean(axis=1)        # per seed: the mean of its last 10 evaluations
-    area = returns.mean(axis=1)                          # per seed: the learning-curve area, unnormalised
-    params = [m["params"] for m in members if m["params"] is not None]
-    dormant = np.mean([m["dormant"][m["steps"] <= steps[-1]][-1] for m in members], axis=0)   # at the last step
-    return {"seeds": len(members), "steps": int(steps[-1]) if steps.size else 0, "curve_steps": steps,
+def group_metrics(runs, steps):
+    """The paper's metrics of one row's runs at the evaluation steps of its comparison."""
+    returns = np.array([[run["return_mean"][run["step"] == s][0] for s in steps] for run in runs])   # (runs, steps)
+    final, area, _ = curve_metrics(steps, returns)
+    return {"seeds": len(runs), "steps": steps[-1], "curve_steps": steps, "returns": returns,
             "curve_mean": returns.mean(axis=0), "curve_std": returns.std(axis=0),
             "final": (final.mean(), final.std()), "area": (area.mean(), area.std()),
-            "params": np.mean(params) if params else float("nan"),
-            "flops_vs_dense": np.mean([m["flops_vs_dense"] for m in members]), "dormant": dormant}
+            **{key: np.mean([run[key][run["step"] <= steps[-1]][-1] for run in runs]) for key in (
+                "connections", "flops_vs_dense", "dormant_actor", "dormant_critic")}}   # at the last step; NaN: older
 
 
-def reaches(metrics, target):
-    """The first step at which the seed-mean curve reaches `target`, or None."""
-    hit = np.flatnonzero(metrics["curve_mean"] >= target)
-    return int(metrics["curve_steps"][hit[0]]) if hit.size else None
+def print_row(name, label, m, dense):
+    """One row of the report's table, in Markdown (README, Results); dense: the TD3 row of its comparison."""
+    hit = dense and curve_metrics(m["curve_steps"], m["returns"], dense["final"][0])[2]
+    when = "—" if dense is None else "not reached" if hit is None else f"{hit:,} ({hit / m['steps']:.0%} of the steps)"
+    dormant = "—" if np.isnan(m["dormant_actor"]) else f"{m['dormant_actor']:.2f} / {m['dormant_critic']:.2f}"
+    print(f"| {name} | {label} | {m['seeds']} | {m['steps']:,} | {m['final'][0]:.0f} ± {m['final'][1]:.0f} "
+          f"| {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} | {m['connections']:,.0f} | {m['flops_vs_dense']:.2f}× "
+          f"| {dormant} |", flush=True)
 
 
-def print_report(metrics, names):
-    """The table, one row per group, in Markdown (README, Results). metrics: {(env, T, label): group_metrics}."""
-    print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
-          "| reaches TD3's final return at | nonzero weights | training FLOPs vs dense "
-          "| dormant units at the end (actor / critics) | paper at this step (Fig. 2) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (env, T, label), m in metrics.items():
-        dense = metrics.get((env, T, "td3"))
-        target = dense["final"][0] if dense else None
-        step = reaches(m, target) if target is not None else None
-        when = ("—" if target is None else "not reached" if step is None
-                else f"{step:,} ({step / m['steps']:.0%} of the steps)")
-        paper = PAPER_CURVES.get((env.split("-")[0], label), {}).get(m["steps"])    # the paper's rows only
-        paper = "—" if paper is None else f"{paper:,}"
-        dormant = "—" if np.isnan(m["dormant"]).any() else f"{m['dormant'][0]:.2f} / {m['dormant'][1]:.2f}"
-        print(f"| {names[env, T]} | {label} | {m['seeds']} | {m['steps']:,} "
-              f"| {m['final'][0]:.0f} ± {m['final'][1]:.0f} | {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} "
-              f"| {m['params']:,.0f} | {m['flops_vs_dense']:.2f}× | {dormant} | {paper} |", flush=True)
-
-
-def nice_ticks(lo, hi, n=5):
-    """About n round numbers (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
-    raw = (hi - lo) / n
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(f * power for f in (1, 2, 5, 10) if f * power >= raw)
-    return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+def svg(name, text=None, **attributes):
+    """One SVG element, as text: svg("rect", x=1, fill="none") -> '<rect x="1" fill="none"/>'."""
+    tag = name + "".join(f' {key.replace("_", "-")}="{value}"' for key, value in attributes.items())
+    return f"<{tag}/>" if text is None else f"<{tag}>{text}</{name}>"
 
 
 def svg_panel(name, curves, colours, x0, width=340, height=250, left=55, top=30, bottom=40):
-    """One panel: axes, ticks and, per row of the report, the seed-mean curve and a ±1 std band, in pixels, with
-    a legend below. Each curve also carries the numbers it was drawn from (data-points: step,return pairs), so
-    that a reader can check it."""
+    """One panel: a frame with the range of each axis, and per row of the report the seed-mean curve and a ±1 std
+    band, with a legend below. Each curve also carries the numbers it was drawn from (data-points: step,return
+    pairs), so that a reader can check it."""
     x_max = max(c["curve_steps"][-1] for c in curves.values())
     y_lo = min((c["curve_mean"] - c["curve_std"]).min() for c in curves.values())
-    y_hi = max((c["curve_mean"] + c["curve_std"]).max() for c in curves.values())
-    pad = 0.05 * (y_hi - y_lo) or 1.0
-    y_lo, y_hi = y_lo - pad, y_hi + pad
+    y_hi = max((c["curve_mean"] + c["curve_std"]).max() for c in curves.values()) + 1e-9
     plot_w, plot_h = width - left - 25, height - top - bottom
     px, py = x0 + left, top + plot_h                     # the pixel of the data point (0, y_lo)
 
-    def xy(step, ret):                                   # data -> pixels; the y axis points down in SVG
-        return f"{px + step * plot_w / x_max:.1f},{py - (ret - y_lo) * plot_h / (y_hi - y_lo):.1f}"
+    def points(steps, returns):                          # data -> pixels; the y axis points down in SVG
+        xs, ys = px + np.asarray(steps) * plot_w / x_max, py - (np.asarray(returns) - y_lo) * plot_h / (y_hi - y_lo)
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
 
-    out = [f'<g id="panel-{name}">', f'<text x="{px + plot_w / 2}" y="{top - 10}" text-anchor="middle">{name}</text>',
-           f'<rect x="{px}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>',
-           f'<text x="{px + plot_w / 2}" y="{py + 32}" text-anchor="middle">environment steps</text>']
-    for t in nice_ticks(0, x_max, 4):
-        x, _ = xy(t, y_lo).split(",")
-        out.append(f'<line x1="{x}" y1="{py}" x2="{x}" y2="{py + 4}" stroke="#444"/>'
-                   f'<text x="{x}" y="{py + 16}" text-anchor="middle">{t / 1000:g}k</text>')
-    for t in nice_ticks(y_lo, y_hi):
-        _, y = xy(0, t).split(",")
-        out.append(f'<line x1="{px - 4}" y1="{y}" x2="{px}" y2="{y}" stroke="#444"/>'
-                   f'<text x="{px - 6}" y="{float(y) + 4:.1f}" text-anchor="end">{t:g}</text>')
+    out = [svg("text", name, x=px + plot_w / 2, y=top - 10, text_anchor="middle"),
+           svg("rect", x=px, y=top, width=plot_w, height=plot_h, fill="none", stroke="#444"),
+           svg("text", 0, x=px, y=py + 16), svg("text", f"{x_max:,} steps", x=px + plot_w, y=py + 16, text_anchor="end"),
+           svg("text", f"{y_lo:.0f}", x=px - 4, y=py, text_anchor="end"),
+           svg("text", f"{y_hi:.0f}", x=px - 4, y=top + 8, text_anchor="end")]
     for i, (label, c) in enumerate(curves.items()):
         steps, mean, std = c["curve_steps"], c["curve_mean"], c["curve_std"]
-        band = ([xy(s, r) for s, r in zip(steps, mean + std)]                         # the upper edge, forwards
-                + [xy(s, r) for s, r in zip(steps[::-1], (mean - std)[::-1])])         # the lower edge, back
-        out.append(f'<polygon id="{name}/{label}/band" fill="{colours[label]}" fill-opacity="0.2" stroke="none" '
-                   f'points="{" ".join(band)}"/>')
-        out.append(f'<polyline id="{name}/{label}/mean" fill="none" stroke="{colours[label]}" stroke-width="1.5" '
-                   f'points="{" ".join(xy(s, r) for s, r in zip(steps, mean))}" '
-                   f'data-points="{" ".join(f"{s},{r:.2f}" for s, r in zip(steps, mean))}"/>')
-        y = height + 10 + 14 * i                         # the legend: one line per curve, below the panel
-        out.append(f'<line x1="{px}" y1="{y - 4}" x2="{px + 20}" y2="{y - 4}" stroke="{colours[label]}" '
-                   f'stroke-width="2"/><text x="{px + 25}" y="{y}">{label}</text>')
-    return out + ["</g>"]
+        band = points(np.r_[steps, steps[::-1]], np.r_[mean + std, (mean - std)[::-1]])   # upper edge, lower back
+        out += [svg("polygon", id=f"{name}/{label}/band", fill=colours[label], fill_opacity=0.2, points=band),
+                svg("polyline", id=f"{name}/{label}/mean", fill="none", stroke=colours[label], stroke_width=1.5,
+                    points=points(steps, mean), data_points=" ".join(f"{s},{r:.2f}" for s, r in zip(steps, mean))),
+                svg("line", x1=px, y1=height + 6 + 14 * i, x2=px + 20, y2=height + 6 + 14 * i, stroke=colours[label],
+                    stroke_width=2), svg("text", label, x=px + 25, y=height + 10 + 14 * i)]   # the legend, below
+    return svg("g", "\n".join(out), id=f"panel-{name}")
 
 
-def write_figure(path, panels, width=340, height=250):
-    """The SVG figure: one panel per comparison, each with its legend, as text (no plotting library). The
-    paper's three algorithms keep one colour each; the lab's rows take the next free ones."""
-    labels = dict.fromkeys(label for curves in panels.values() for label in curves)
-    variants = [label for label in labels if label not in COLOURS]
-    colours = {**COLOURS, **{label: VARIANT_COLOURS[i % len(VARIANT_COLOURS)] for i, label in enumerate(variants)}}
-    legend_h = 14 * max(len(curves) for curves in panels.values())
-    lines = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" '
-             f'height="{height + legend_h + 25}" font-family="sans-serif" font-size="11">',
-             '<rect width="100%" height="100%" fill="white"/>',
-             f'<text x="55" y="{height + legend_h + 18}">evaluation return, mean over seeds ± 1 std</text>']
-    for i, (name, curves) in enumerate(panels.items()):
-        lines += svg_panel(name, curves, colours, i * width, width, height)
-    lines.append("</svg>")
-    write_atomically(path, lambda f: f.write("\n".join(lines) + "\n"))
-
-
-def report(folders, figure):
-    """--report: read every run below the folders, print the table and write the figure. Returns the exit code."""
-    groups = group_runs(read_runs(folders))
-    names = comparison_names(groups)
-    ends = {}                                            # per comparison (env, T): the last step of each run
-    for (env, T, _), members in groups.items():
-        ends.setdefault((env, T), []).extend(int(run["steps"][-1]) for run in members)
-    cuts = {comparison: min(last) for comparison, last in ends.items()}
-    for comparison, last in ends.items():
-        if max(last) > cuts[comparison]:
-            report_warning(f"{names[comparison]}: the runs end between step {cuts[comparison]:,} and {max(last):,}; "
-                           f"all are compared up to step {cuts[comparison]:,}, the shortest")
-    for (env, T, label), members in list(groups.items()):
-        if not group_curve(members, cuts[env, T])[0].size:   # e.g. two --eval-every values that never meet
-            report_warning(f"{names[env, T]} {label}: the runs share no evaluation step; left out")
-            del groups[env, T, label]
-    if not groups:
-        raise UserError(f"no runs with evaluations below {', '.join(folders)}")
-    metrics = {(env, T, label): group_metrics(members, cuts[env, T]) for (env, T, label), members in groups.items()}
-    print_report(metrics, names)
-    panels = {}
-    for (env, T, label), m in metrics.items():
-        panels.setdefault(names[env, T], {})[label] = m
-    figure = figure or os.path.join(folders[0], "report.svg")
-    try:
-        write_figure(figure, panels)
-    except OSError as err:
-        raise os_failure(err, "write the figure", figure) from None
+def report(args, argv):
+    """--report: read every run below the folders, print the table and write the figure, a panel per comparison,
+    as SVG text (no plotting library). A comparison is read at the evaluation steps that all its runs have."""
+    print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
+          "| reaches TD3's final return at | connections at the end | training FLOPs vs dense "
+          "| dormant units at the end (actor / critics) |\n|---|---|---|---|---|---|---|---|---|---|")
+    groups, panels = group_runs(args.report), {}
+    for (env, T), rows in groups.items():
+        name = env if sum(e == env for e, _ in groups) == 1 else f"{env}, T = {T:,}"
+        steps = np.array(sorted(set.intersection(*(set(run["step"]) for runs in rows.values() for run in runs))), int)
+        if not steps.size:                               # e.g. two --eval-every values that never meet
+            report_warning(f"{name}: its runs share no evaluation step; left out")
+            continue
+        panels[name] = {label: group_metrics(runs, steps) for label, runs in rows.items()}
+        for label, m in panels[name].items():
+            print_row(name, label, m, panels[name].get("td3"))
+    if not panels:
+        raise RunError(f"no runs with evaluations below {', '.join(args.report)}")
+    labels = dict.fromkeys([*ALGOS, *(label for curves in panels.values() for label in curves)])
+    colours = {label: COLOURS[i % len(COLOURS)] for i, label in enumerate(labels)}   # the paper's three first
+    legend_h = 14 * max(map(len, panels.values()))
+    body = [svg("rect", width="100%", height="100%", fill="white"),
+            svg("text", "evaluation return, mean over seeds ± 1 std", x=55, y=268 + legend_h),
+            *(svg_panel(name, curves, colours, 340 * i) for i, (name, curves) in enumerate(panels.items()))]
+    figure = os.path.join(args.report[0], "report.svg")
+    write_atomically(figure, lambda f: f.write(svg("svg", "\n".join(body), xmlns="http://www.w3.org/2000/svg",
+                                                   width=340 * len(panels), height=275 + legend_h,
+                                                   font_family="sans-serif", font_size=11) + "\n"))
     print(f"figure: {figure}", flush=True)
     return 0
 
 
 # =============================================================================
-# 18. main: build the run, watch the training loop of Part I, and report.
+# 18. main: build the run, watch the training loop of Part I, and report. The one error boundary.
 # =============================================================================
-def flags_given(argv):
-    """The flags written on the command line (as argparse dests), in either form: --flag value or --flag=value."""
-    given = set()
-    for action in make_parser()._actions:
-        if any(arg == opt or arg.startswith(opt + "=") for opt in action.option_strings for arg in argv):
-            given.add(action.dest)
-    return given
-
-
-def resumed_args(args, argv):
-    """The configuration of the run in RUN_DIR, locked against a second writer. --total-steps may extend the run;
-    any other flag is an error, since the run keeps the settings it started with."""
-    extra = sorted(flags_given(argv) - {"resume", "total_steps"})
-    if extra:
-        raise UserError(f"--resume keeps every setting of the run's config.json; only --total-steps may extend it "
-                        f"(drop {', '.join('--' + name.replace('_', '-') for name in extra)}, or start a new run)")
-    if not os.path.isdir(args.resume):
-        raise UserError(f"run folder {args.resume} does not exist")
-    try:
-        lock = lock_run_dir(args.resume)                 # before anything in the folder is read or changed
-    except OSError as err:
-        raise os_failure(err, "lock the run folder", args.resume) from None
-    data = load_checkpoint(os.path.join(args.resume, CHECKPOINT))
-    config = json.loads(str(data["config"]))
-    saved = {**vars(make_parser().parse_args([])), **config["args"], "resume": args.resume}
-    if "total_steps" in flags_given(argv):
-        reached = int(data["loop/step"])
-        if args.total_steps <= reached:
-            raise UserError(f"--total-steps {args.total_steps} must exceed the step this run has reached ({reached})")
-        saved["total_steps"] = config["args"]["total_steps"] = args.total_steps
-        config.setdefault("extended", []).append(reproduce_command(argv))
-    return argparse.Namespace(**saved), data, config, lock
-
-
 def start_run(args, argv):
-    """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint."""
-    data = None
-    if args.resume:                                      # the run's own configuration, not today's flags
-        args, data, config, lock = resumed_args(args, argv)
-    check_args(args)
-    env, _ = make_env(args.env)
-    eval_env, _ = make_env(args.env)
+    """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint: its settings
+    then are those of its config.json, not today's defaults."""
+    resume = args.resume and load_checkpoint(args.resume)   # (path, arrays, config, state)
+    if resume:
+        args = argparse.Namespace(**{**vars(make_parser().parse_args([])), **resume[2]["args"]})
+    env, eval_env = make_env(args.env), make_env(args.env)
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
-    capacity = min(args.buffer_size, args.total_steps)
-    check_memory(buffer_bytes(capacity, n_obs, n_act), capacity)
     hp = hyperparameters(args)
     rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
     try:
         agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
     except ValueError as err:
-        raise UserError(f"{err}; ask for a lower --sparsity") from None
-    buf = buffer_init(capacity, n_obs, n_act)
+        raise RunError(f"{err}; ask for a lower --sparsity") from None
+    buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
+    run = describe_run(agent, hp, args, argv)
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
-    loop = {"step": 0, "last_eval": float("nan"), "obs": obs,    # the loop's state, saved with checkpoints
-            "flops": 0.0, "flops_dense": 0.0}                     # training FLOPs so far, and dense TD3's
-    run = describe_run(agent, hp, args, argv, n_obs, n_act, act_lo, act_hi)
-    if data is None:
-        new_run_dir(run, args)
-        run["checkpoint"] = os.path.join(run["dir"], CHECKPOINT)
+    loop = {"step": 0, "last_eval": float("nan"), "obs": obs,      # the loop's state, saved with checkpoints
+            "flops": 0.0, "flops_dense": 0.0,                      # training FLOPs so far, and dense TD3's
+            "eval.csv": [EVAL_FIELDS], "topology.csv": topology_rows(agent, 0)}   # the rows of the CSVs
+    if resume:
+        path, data, run["config"], state = resume
+        run["dir"] = os.path.dirname(path) or "."
+        resume_from(data, state, agent, buf, rng, env, loop)
+        run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
+        print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
     else:
-        run.update({"dir": args.resume, "config": config, "lock": lock,
-                    "checkpoint": os.path.join(args.resume, CHECKPOINT)})
-        try:
-            resume_from(data, agent, buf, rng, env, loop, run)
-            write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(config, f, indent=2))
-        except OSError as err:
-            raise os_failure(err, "update", run["dir"]) from None
-    print_header(run, args, agent, buf)
-    warm_up_left = loop["step"] < args.learning_starts
-    clock = {"probe": probe_iteration_seconds(n_obs, n_act, act_lo, act_hi, hp) if warm_up_left else 0.0}
-    return args, hp, agent, env, eval_env, buf, rng, loop, run, clock
-
-
-def record_step(info, step, agent, hp, loop, log, run):
-    """What Part II does after every step: count FLOPs, keep the losses for the progress line, stop on a NaN
-    (before the evaluation: never evaluate a NaN policy), and report a topology update."""
-    if "loss_q" in info:
-        loop["flops"] += run["flops_iter"]
-        loop["flops_dense"] += run["flops_iter_dense"]
-    log.update(info)
-    check_losses(info, step, run)
-    if "topology_actor" in info:
-        print_topology(info, step, agent, hp)
-        run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"],
-                                            hp["policy_delay"])   # fewer after a drop-only update
+        run["dir"] = run["config"]["run_dir"] = new_run_dir(args)
+    save_run(run, agent, buf, rng, env, loop)                # a checkpoint at step 0: never a run without one
+    for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
+        print(f"{key}: {' '.join(f'{k}={v}' for k, v in value.items()) if type(value) is dict else value}", flush=True)
+    return args, hp, agent, env, eval_env, buf, rng, loop, run
 
 
 def run_training(args, argv):
     """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
-    args, hp, agent, env, eval_env, buf, rng, loop, run, clock = start_run(args, argv)
-    stop, previous_handlers = install_stop_handlers()
-    prof, originals = install_profiler(env) if args.profile else ({}, {})
-    log, n_iterations = {}, 0
-    clock.update(start=time.perf_counter(), start_step=loop["step"], warmup_end=None)
-    clock["last_log"] = clock["start"]
-    if loop["step"] >= args.learning_starts:
-        clock["warmup_end"] = clock["start"]
+    args, hp, agent, env, eval_env, buf, rng, loop, run = start_run(args, argv)
+    stop = {}                                            # Ctrl-C and SIGTERM only note the signal: the loop
+    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.setdefault("signal", signum))   # finishes its
+                for sig in (signal.SIGINT, signal.SIGTERM)}                                        # step, then saves
+    start, clock, profiler = time.perf_counter(), {"log": {}}, cProfile.Profile()
+    if args.profile:
+        profiler.enable()
     try:
         for step, info in train(agent, env, eval_env, buf, hp, rng, loop):
             if "eval_returns" in info:
                 record_evaluation(info["eval_returns"], agent, buf, rng, env, loop, run, args)
             else:
-                n_iterations += "loss_q" in info
-                record_step(info, step, agent, hp, loop, log, run)
-                if step == args.learning_starts:
-                    clock["warmup_end"] = time.perf_counter()
+                record_step(info, step, loop, run, clock, agent, hp)
                 if eval_due(step, hp):
                     continue                             # this step's evaluation is the next yield
             if step % args.log_every == 0:
-                print_progress(step, args, loop, log, agent, clock)
-            if stop["signal"] is not None and step < args.total_steps:
-                save_checkpoint(run["checkpoint"], agent, buf, rng, env, loop, run["config"], args.save_buffer)
-                print(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: "
-                      f"checkpoint saved to {run['checkpoint']}", flush=True)
-                print(f"resume with: python dst_td3.py --resume {shlex.quote(run['dir'])}", flush=True)
+                print_progress(step, args.total_steps, loop, agent, clock)
+            if "signal" in stop and step < args.total_steps:
+                save_run(run, agent, buf, rng, env, loop)
+                print(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: checkpoint saved; "
+                      f"resume with: python dst_td3.py --resume {shlex.quote(run['dir'])}", flush=True)
                 return 128 + stop["signal"]
     finally:
-        for sig, handler in previous_handlers.items():
+        profiler.disable()
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        remove_profiler(originals)
-    wall = time.perf_counter() - clock["start"]
-    print(f"done steps={args.total_steps} wall={format_duration(wall)} final_eval={loop['last_eval']:.1f} "
-          f"run_dir={run['dir']}", flush=True)
-    print(f"reproduce: {run['config']['command']}", flush=True)
-    for command in run["config"].get("extended", []):
-        print(f"extended by: {command}", flush=True)
+    wall = time.perf_counter() - start
+    print(f"done steps={args.total_steps} wall={wall:.0f}s final_eval={loop['last_eval']:.1f} run_dir={run['dir']}\n"
+          f"reproduce: {run['config']['command']}", flush=True)
     if args.profile:
-        print_profile(prof, wall, n_iterations)
+        print_profile(profiler, wall, env)
     return 0
 
 
 def main(argv=None):
+    """Run the mode the flags ask for. Every failure ends here in one line on stderr, without a traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = make_parser().parse_args(argv)
     try:
-        if args.report:
-            return report(args.report, args.figure)
-        if args.eval_only or args.load:
-            return eval_only(args, argv)
-        # overflow turns into inf/NaN, which the loop itself detects and reports in one line (TrainingStopped)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return run_training(args, argv)
-    except UserError as err:
-        print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
-        return 2
-    except TrainingStopped as err:
-        print(f"dst_td3.py: training stopped: {err}", file=sys.stderr, flush=True)
+        args = make_parser().parse_args(argv)
+        given = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}   # --a-b=1: a_b
+        run_mode = {"report": report, "eval_only": eval_only}.get(check_args(args, given), run_training)
+        with np.errstate(over="ignore", invalid="ignore"):   # overflow becomes inf/NaN, which the loop reports
+            return run_mode(args, argv)
+    except RunError as err:
+        print(f"dst_td3.py: error: {err.args[0]}", file=sys.stderr, flush=True)
+        return err.args[1] if len(err.args) > 1 else 2
+    except BrokenPipeError:                              # stdout closed (| head): stop quietly; files are saved
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except SystemFailure as err:
-        print(f"dst_td3.py: error: {err}", file=sys.stderr, flush=True)
+    except (OSError, MemoryError, ImportError) as err:   # a full or read-only disk, no memory, a missing package
+        where = (err.filename if isinstance(err, OSError) else "out of memory" if isinstance(err, MemoryError)
+                 else "pip install -r requirements.txt")
+        print(f"dst_td3.py: error: {where}: {getattr(err, 'strerror', None) or err}", file=sys.stderr, flush=True)
         return 1
-    except MemoryError:                                  # where check_memory cannot look (not Linux)
-        print("dst_td3.py: error: out of memory: pass a smaller --buffer-size", file=sys.stderr, flush=True)
-        return 1
+    except KeyboardInterrupt:                            # Ctrl-C where the training loop's handler is not set
+        print("dst_td3.py: interrupted", file=sys.stderr, flush=True)
+        return 130
 
 
 if __name__ == "__main__":

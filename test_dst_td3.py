@@ -10,10 +10,10 @@ import glob
 import itertools
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -379,7 +379,7 @@ def test_flat_vector_and_its_arrays_are_one_memory_and_a_copy_is_independent():
         assert np.count_nonzero(net["flat"] == -1.0) == net["W2"].size
         for k in d.TRAINABLE:                            # the copy saw none of it, and has its own vector
             assert np.array_equal(targ[k], before[k]) and np.shares_memory(targ[k], targ["flat"])
-        assert np.array_equal(targ["M1"], net["M1"]) and not np.shares_memory(targ["M1"], net["M1"])
+        assert "M1" not in targ and "M2" not in targ, "copy_net: a target carries no masks (they would go stale)"
 
 
 
@@ -679,6 +679,37 @@ def test_flop_count_dense_and_sparse():
 
 
 
+# ------------------------------------------ 9. Evaluation and the measures that compare runs
+def test_curve_metrics_final_return_area_and_the_step_that_reaches_a_target():
+    steps = 5000 * np.arange(1, 13)
+    returns = np.array([np.arange(12) * 100.0, np.arange(12) * 100.0 + 200])     # two seeds, 12 evaluations
+    final, area, reached = d.curve_metrics(steps, returns, target=750)
+    assert np.allclose(final, [650, 850]), f"curve_metrics: final return is the mean of the last 10: {final}"
+    assert np.allclose(area, [550, 750]), f"curve_metrics: the area is the mean of all evaluations: {area}"
+    assert reached == 40_000, f"curve_metrics: the seed mean 100·i + 100 first reaches 750 at i = 7: {reached}"
+    assert d.curve_metrics(steps, returns, target=1e9)[2] is None
+
+
+def test_dormant_fraction_on_hand_made_activations():
+    h = np.ones((4, 10))                                 # 10 units, each mean |h| = 1 ...
+    h[:, :3] = 0.05                                      # ... but 3 at 0.05: 0.05 / 0.715 = 0.07 <= 0.1
+    h[:, 3] = 0.2                                        # 0.2 / 0.715 = 0.28: active
+    assert d.dormant_fraction([h]) == pytest.approx(0.3), "dormant_fraction: 3 of 10 units are dormant"
+    twins = np.stack([h, np.ones((4, 10))])              # the critic's twin axis: each twin has its own mean
+    assert d.dormant_fraction([twins]) == pytest.approx(3 / 20)
+
+
+def test_input_connections_count_each_inputs_mask_entries():
+    rng = np.random.default_rng(0)
+    hp = d.hyperparameters(d.make_parser().parse_args(["--hidden", "16"]))
+    agent = d.build_agent(5, 2, -np.ones(2), np.ones(2), hp, rng)
+    actor, critic1, critic2 = d.input_connections(agent)
+    assert actor == agent["actor"]["M1"].sum(axis=1).tolist() and len(critic2) == 7
+    assert critic2 == agent["critic"]["M1"][1].sum(axis=1).tolist(), "input_connections: critic 2 counts its own mask"
+    dense = d.build_agent(5, 2, -np.ones(2), np.ones(2), {**hp, "algo": "td3"}, rng)
+    assert d.input_connections(dense)[0] == [16] * 5, "input_connections: dense TD3 keeps all H of each input"
+
+
 # ----------------------------------------------------- 10. The training loop
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "InvertedPendulum-v4"])
 @exercise(10, "run the docstring's loop: act, step the env, store (s, a, r, s', terminated), reset at an episode's "
@@ -709,14 +740,13 @@ def test_env_step_stores_terminated_not_truncated(env_id):
         assert np.all(new_episode[terminal[:-1]])         # every terminal is followed by a reset
 
 
-
 # ------------------------ Part II: command line, runs, checkpoints, failures
 def run_cli(*argv, timeout=300):
     return subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv], capture_output=True,
                           text=True, timeout=timeout, cwd=HERE)
 
 
-def test_defaults_are_the_papers():
+def test_defaults_are_the_papers_and_help_documents_every_flag():
     args = d.make_parser().parse_args([])
     expected = dict(env="Hopper-v4", algo="ds-td3", total_steps=1_000_000, learning_starts=25_000, batch_size=100,
                     buffer_size=1_000_000, hidden=256, gamma=0.99, tau=0.005, lr=1e-3, weight_decay=2e-4,
@@ -724,49 +754,71 @@ def test_defaults_are_the_papers():
                     lambda_in=None, lambda_hidden=64.0, drop_fraction=0.05, update_period=1000, stop_adapt=0.95,
                     eval_every=5000, eval_episodes=10)
     for k, v in expected.items():
-        assert getattr(args, k) == v, k
-        assert type(getattr(args, k)) is type(v), k
+        assert getattr(args, k) == v and type(getattr(args, k)) is type(v), f"make_parser: --{k} defaults to {v!r}"
+    out = " ".join(run_cli("--help").stdout.split())   # argparse wraps long lines
+    for name, (default, meaning, _) in {**d.HYPERPARAMETERS, **d.RUN_FLAGS}.items():
+        assert "--" + name.replace("_", "-") in out, f"--help: --{name} is missing"
+        assert " ".join(meaning.split()[:4]) in out, f"--help: the meaning of --{name} is missing"
+    assert "target update rate τ (default: 0.005)" in out and "(default: None)" not in out
 
 
-def test_help_documents_every_flag():
-    out = run_cli("--help").stdout
-    for action in d.make_parser()._actions:
-        for opt in action.option_strings:
-            assert opt in out
-    flat = " ".join(out.split())                         # argparse wraps long lines
-    assert "random steps S before training (default: 25000)" in flat and "target update rate τ (default: 0.005)" in flat
+def assert_one_line_error(res, message, code=2):
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == code and len(lines) == 1, (res.returncode, res.stderr)
+    assert lines[0].startswith("dst_td3.py: ") and message in lines[0], res.stderr
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--env", "Hoper-v4"], "did you mean Hopper-v4"),
-    (["--env", "CartPole-v1"], "Discrete action space"),
-    (["--total-steps", "0"], "--total-steps"),
-    (["--batch-size", "200", "--buffer-size", "100"], "--batch-size"),
-    (["--sparsity", "1.0"], "--sparsity"),
-    (["--sparsity", "0.995"], "cannot be reached with a dense output layer"),
-    (["--lambda-in", "-1"], "--lambda-in"),
+    # values outside the table's ranges, or not numbers at all
+    (["--total-steps", "0"], "--total-steps must be in (learning_starts, inf)"),
+    (["--total-steps", "1000", "--learning-starts", "1000"], "learning_starts = 1000"),
+    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "total_steps = 400"),
+    (["--batch-size", "200", "--buffer-size", "100"], "--buffer-size must be in [batch_size, inf)"),
+    (["--sparsity", "1.0"], "--sparsity must be in [0, 1)"),
+    (["--lambda-in", "-1"], "--lambda-in must be in (0, inf)"),
     (["--drop-fraction", "1.5"], "--drop-fraction"),
     (["--update-period", "0"], "--update-period"),
-    (["--update-period", "5", "--policy-delay", "2"], "multiple of --policy-delay"),
     (["--tau", "0"], "--tau"),
     (["--gamma", "1.5"], "--gamma"),
-    (["--seed", "-1"], "--seed must be >= 0"),
-    (["--expl-noise", "inf"], "--expl-noise must be a finite number, not inf"),
-    (["--lr", "nan"], "--lr must be a finite number, not nan"),
-    (["--total-steps", "1000", "--learning-starts", "1000"], "or the run never trains"),
-    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "what the buffer can ever hold"),
-    (["--env", "Hopper-v3"], "use Hopper-v4"),                         # needs the retired mujoco-py
-    (["--env", "Reacher-v2"], "use Reacher-v4"),
-    (["--env", "Pusher-v4"], "use Pusher-v5"),                          # needs mujoco < 3
-    (["--env", "Reacher-v9"], "did you mean Reacher-v5, Reacher-v4?"),  # not Reacher-v2: it cannot be built
-    (["--env", "CarRacing-v3"], "Box2D is not installed"),              # the dependency Gymnasium names
+    (["--seed", "-1"], "--seed"),
+    (["--log-every", "0"], "--log-every"),
+    (["--expl-noise", "inf"], "finite in float32; not inf"),
+    (["--lr", "nan"], "not nan"),
+    (["--policy-noise", "1e300"], "finite in float32; not 1e+300"),      # finite in float64 only
+    (["--batch-size", "abc"], "invalid int value: 'abc'"),               # argparse's own line, without its usage
+    (["--algo", "sac"], "invalid choice: 'sac'"),
+    (["--figure", "x.svg"], "unrecognized arguments: --figure"),
+    # settings that would never train, or never adapt, or a flag the mode would ignore
+    (["--update-period", "5", "--policy-delay", "2"], "multiple of --policy-delay"),
+    (["--sparsity", "0.5", "--algo", "td3"], "--sparsity needs a sparse --algo"),
+    (["--stop-adapt", "0"], "ds-td3 would regrow no connection"),
+    (["--total-steps", "26000"], "ds-td3 would regrow no connection"),
+    (["--load", "x.npz", "--eval-only", "--hidden", "64"], "--hidden cannot be used with --load"),
+    (["--load", "x.npz", "--eval-only", "--algo", "td3"], "--algo cannot be used with --load"),
+    (["--load", "x.npz"], "--load and --eval-only go together"),
+    (["--eval-only"], "--load and --eval-only go together"),
+    (["--resume", "x", "--lr", "1e-4"], "--lr cannot be used with --resume"),
+    (["--resume", "x", "--total-steps", "2000000"], "a longer --total-steps would move its last topology update"),
+    (["--report", "x", "--seed", "1"], "--seed cannot be used with --report"),
+    # what the environment or the networks cannot be
+    (["--env", "Hoper-v4"], "Did you mean: `Hopper`?"),               # Gymnasium's own suggestion
+    (["--env", "CartPole-v1"], "Discrete action space"),
+    (["--env", "Hopper-v3"], "cannot make Hopper-v3"),                 # needs the retired mujoco-py
+    (["--sparsity", "0.995"], "cannot be reached with a dense output layer"),
+    (["--lambda-in", "1e-9"], "actor.W1 would have no connection"),    # Eq. 1 gives p ~ 1e-10
 ])
-def test_bad_input_is_one_line_and_exit_code_2(argv, message):
-    res = run_cli(*argv, "--runs-dir", "/nonexistent-never-created")
-    assert res.returncode == 2
-    err_lines = [line for line in res.stderr.splitlines() if line.startswith("dst_td3.py: error:")]
-    assert len(err_lines) == 1 and message in err_lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, message):
+    res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert_one_line_error(res, message)
+    assert os.listdir(tmp_path) == [], "bad input must be rejected before a run folder is made"
+
+
+def test_the_file_imports_where_posix_modules_do_not_exist():
+    code = "import sys; sys.modules['fcntl'] = sys.modules['termios'] = sys.modules['resource'] = None; " \
+           "import dst_td3; print('imported')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE)
+    assert res.stdout.strip() == "imported", f"dst_td3 must import on Windows (no fcntl): {res.stderr}"
 
 
 SMOKE = ["--env", "Hopper-v4", "--total-steps", "300", "--learning-starts", "100", "--batch-size", "32",
@@ -779,58 +831,33 @@ def test_smoke_and_determinism(tmp_path):
     for seed, sub in (("0", "a"), ("0", "b"), ("1", "c")):
         res = run_cli(*SMOKE, "--seed", seed, "--runs-dir", str(tmp_path / sub))
         assert res.returncode == 0, res.stderr
-        assert "topology step=" in res.stdout and "eval step=300" in res.stdout
-        densities = dict(kv.split("=") for kv in res.stdout.split("\ndensities: ")[1].split("\n")[0].split())
-        expected = d.er_densities([(11, 256), (256, 256), (256, 3)], [7.0, 64.0])        # Hopper's actor, Eq. 1
-        assert abs(float(densities["actor.W1"]) - expected[0]) < 0.05, f"header densities: {densities}, {expected}"
-        loss_lines = [line for line in res.stdout.splitlines() if line.startswith("step=300/")]
-        assert "loss_q=" in loss_lines[0] and "nan" not in loss_lines[0].split("last_eval")[1]
-        run_dir = glob.glob(str(tmp_path / sub / "*"))[0]
-        with open(os.path.join(run_dir, "eval.csv")) as f:
-            rows = list(csv.DictReader(f))
+        run_dir = only_run_dir(tmp_path / sub)
         config = json.load(open(os.path.join(run_dir, "config.json")))
-        assert config["params_nonzero"] < config["params_dense"] and float(rows[-1]["flops"]) > 0
-        assert config["versions"]["blas_kernel"] == d.blas_kernel(), "config.json: the BLAS kernel that ran"
-        with open(os.path.join(run_dir, "eval.csv")) as f:
-            csv_text = f.read()
-        outs.append((csv_text, [line for line in res.stdout.splitlines() if line.startswith("step=")]))
-    strip = [[line.split(" sps=")[0] + line.split("eta=")[1].split(" ", 1)[1] for line in lines] for _, lines in outs]
-    assert outs[0][0] == outs[1][0] and strip[0] == strip[1]          # same seed: identical CSVs and losses
-    assert outs[0][0] != outs[2][0] and strip[0] != strip[2]          # another seed: different
-
-
-def test_blas_kernel_names_the_kernel_that_runs():
-    if platform.machine() != "x86_64" or d.blas_kernel() == "unknown":
-        pytest.skip("numpy runs no bundled x86 OpenBLAS here")
-    code = "import dst_td3 as d; print(d.versions()['blas_kernel'])"
-    for kernel in ("Haswell", "Sandybridge"):                # kernels that round differently (blas_kernel)
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE,
-                             env={**os.environ, "OPENBLAS_CORETYPE": kernel})
-        assert res.stdout.strip() == kernel, f"blas_kernel: expected {kernel}, as OPENBLAS_CORETYPE asks: {res}"
+        expected = d.er_densities([(11, 256), (256, 256), (256, 3)], [7.0, 64.0])        # Hopper's actor, Eq. 1
+        assert abs(config["densities"]["actor.W1"] - expected[0]) < 0.05, f"config.json densities: {config}"
+        assert f"densities: actor.W1={config['densities']['actor.W1']}" in res.stdout, "the header prints them"
+        assert "eval step=300 " in res.stdout and "train_sps=" in res.stdout.split("step=300/")[1]
+        rows = list(csv.DictReader(open(os.path.join(run_dir, "eval.csv"))))
+        assert int(rows[-1]["connections"]) < int(rows[-1]["connections_dense"]) and float(rows[-1]["flops"]) > 0
+        outs.append((open(os.path.join(run_dir, "eval.csv")).read(),
+                     [line.split(" train_sps")[0] + line.split("h last_eval")[-1] for line in res.stdout.splitlines()
+                      if line.startswith("step=")]))
+    assert outs[0] == outs[1], "one seed: identical eval.csv and progress lines (losses)"
+    assert outs[0][0] != outs[2][0] and outs[0][1] != outs[2][1], "another seed: different ones"
 
 
 def test_profile_shares_cover_the_wall_time(tmp_path):
     pytest.importorskip("mujoco")
     res = run_cli(*SMOKE, "--profile", "--runs-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
-    lines = [line.split(":", 1)[1] for line in res.stdout.splitlines() if line.startswith("profile:")]
     shares = {}
-    for line in lines[1:-1]:                             # "<phase> <share>% <seconds>s"
-        phase, share, _ = line.rsplit(None, 2)
-        shares[phase.strip()] = float(share.rstrip("%"))
-    for phase in ("env step", "acting", "sample batch", "critic update", "actor update", "target update",
-                  "maintain sparsity", "topology update", "evaluation", "other (logging)"):
-        assert phase in shares, phase
-    assert abs(sum(shares.values()) - 100) < 0.5         # the phases cover the wall time once
-    n, per_iteration = lines[-1].split(" training iterations, ")    # "200 training iterations, X ms each"
-    assert int(n) == 300 - 100 and float(per_iteration.split()[0]) > 0
-    # in this process: the timers replace Part I's phase functions, and removing them restores each one
-    env = type("Env", (), {"step": lambda self, act: None})()
-    original = d.explore
-    prof, originals = d.install_profiler(env)
-    assert d.explore is not original and d.explore.__name__ == "timed_function"
-    d.remove_profiler(originals)
-    assert d.explore is original and all(getattr(d, name) is f for name, f in originals.items())
+    for line in res.stdout.splitlines():
+        if line.startswith("profile: "):                 # "profile: <phase> <share>% <seconds>s"
+            phase, share, _ = line[len("profile: "):].rsplit(None, 2)
+            shares[phase.strip()] = float(share.rstrip("%"))
+    assert set(shares) == {*d.PHASES, "env.step", "other (logging)"}, f"--profile: one line per phase: {shares}"
+    assert abs(sum(shares.values()) - 100) < 0.5, "--profile: the phases cover the wall time once"
+    assert shares["critic_step"] > 0 and shares["env.step"] > 0 and shares["evaluate"] > 0
 
 
 def test_learns_pendulum_swing_up(tmp_path):
@@ -862,10 +889,14 @@ def only_run_dir(parent):
     return run_dir
 
 
+def start_run(parent, argv):
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv, "--runs-dir", str(parent)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+
+
 def interrupted_run(parent, argv, at_line, sig):
     """Start a run, send `sig` once it prints a line starting with `at_line`, and wait for it to stop."""
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv, "--runs-dir", str(parent)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+    proc = start_run(parent, argv)
     for line in proc.stdout:
         if line.startswith(at_line):
             proc.send_signal(sig)
@@ -874,26 +905,44 @@ def interrupted_run(parent, argv, at_line, sig):
     return proc.returncode, out, err
 
 
+def checkpoint_state(run_dir):
+    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
+        return {key: data[key] for key in data.files}, json.loads(str(data["state"]))
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_and_resume_is_exactly_the_uninterrupted_run(tmp_path, sig):
     pytest.importorskip("mujoco")
     assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path / "a")).returncode == 0
     code, out, _ = interrupted_run(tmp_path / "b", [*SHORT, "--save-buffer"], "step=400/", sig)
-    run_b = only_run_dir(tmp_path / "b")
-    assert code == 128 + sig                             # stopped by the signal, not finished
-    assert f"resume with: python dst_td3.py --resume {run_b}" in out
+    run_a, run_b = only_run_dir(tmp_path / "a"), only_run_dir(tmp_path / "b")
+    assert code == 128 + sig and f"resume with: python dst_td3.py --resume {run_b}" in out
     stopped_at = int(out.split("interrupted (")[1].split("after step ")[1].split(":")[0])
-    assert 400 <= stopped_at < 900
+    assert 400 <= stopped_at < 900 and checkpoint_state(run_b)[1]["loop"]["step"] == stopped_at
     res = run_cli("--resume", run_b)
+    assert res.returncode == 0 and f"resume: continuing {run_b} after step {stopped_at}" in res.stdout, res.stderr
+    (a, _), (b, state) = checkpoint_state(run_a), checkpoint_state(run_b)
+    assert state["loop"]["step"] == 900 and [k for k in a if k != "config" and not np.array_equal(a[k], b[k])] == []
+    for name in ("eval.csv", "topology.csv"):
+        assert open(os.path.join(run_a, name)).read() == open(os.path.join(run_b, name)).read(), name
+
+
+def test_resume_rewrites_the_csvs_whole_from_the_checkpoint(tmp_path):
+    """The data-loss row: an eval.csv with a column of another version, a blank and a malformed row, and a row
+    written after the checkpoint. The resumed run's files are the uninterrupted run's, and no row is lost."""
+    pytest.importorskip("mujoco")
+    assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path / "a")).returncode == 0
+    interrupted_run(tmp_path / "b", [*SHORT, "--save-buffer"], "eval step=600", signal.SIGINT)
+    run_b = only_run_dir(tmp_path / "b")
+    path = os.path.join(run_b, "eval.csv")
+    rows = list(csv.reader(open(path)))
+    rows = [row + ["another version's column"] for row in rows] + [[], ["1000", "not a number"]]
+    csv.writer(open(path, "w", newline="")).writerows(rows)
+    res = run_cli("--resume", os.path.join(run_b, "checkpoint.npz"))      # a checkpoint, or its folder
     assert res.returncode == 0, res.stderr
-    assert f"continuing {run_b} after step {stopped_at}" in res.stdout
-    a = np.load(os.path.join(only_run_dir(tmp_path / "a"), "checkpoint.npz"))
-    b = np.load(os.path.join(run_b, "checkpoint.npz"))
-    assert int(b["loop/step"]) == 900
-    assert [k for k in a.files if k != "config" and not np.array_equal(a[k], b[k])] == []
-    with open(os.path.join(only_run_dir(tmp_path / "a"), "eval.csv")) as fa:
-        with open(os.path.join(run_b, "eval.csv")) as fb:
-            assert fa.read() == fb.read()                # identical evaluation CSVs
+    run_a = only_run_dir(tmp_path / "a")
+    assert open(path).read() == open(os.path.join(run_a, "eval.csv")).read(), "resume: eval.csv rewritten whole"
+    assert no_temporary_files(tmp_path) == []
 
 
 def test_resume_without_buffer_says_so_and_finishes(tmp_path):
@@ -909,242 +958,150 @@ def test_eval_only_reproduces_the_last_evaluation(tmp_path):
     pytest.importorskip("mujoco")
     assert run_cli(*SHORT, "--runs-dir", str(tmp_path)).returncode == 0
     run_dir = only_run_dir(tmp_path)
-    with open(os.path.join(run_dir, "eval.csv")) as f:
-        last = list(csv.DictReader(f))[-1]
-    res = run_cli("--load", os.path.join(run_dir, "checkpoint.npz"), "--eval-only", "--eval-episodes", "1")
-    assert res.returncode == 0, res.stderr
-    assert f"return_mean={last['return_mean']} " in res.stdout and "±" in res.stdout, \
-        f"--eval-only: expected the run's last evaluation, return_mean={last['return_mean']}"
+    last = list(csv.DictReader(open(os.path.join(run_dir, "eval.csv"))))[-1]
+    for load in (run_dir, os.path.join(run_dir, "checkpoint.npz")):       # a run folder, or its checkpoint
+        res = run_cli("--load", load, "--eval-only", "--eval-episodes", "1")
+        assert res.returncode == 0 and "env=Hopper-v4" in res.stdout, res.stderr
+        assert f"return_mean={last['return_mean']} " in res.stdout, \
+            f"--eval-only: expected the run's last evaluation, return_mean={last['return_mean']}"
 
 
-def assert_one_line_error(res, message):
-    assert res.returncode == 2, (res.returncode, res.stderr)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("dst_td3.py: error:") and message in lines[0], res.stderr
-
-
-def test_checkpoint_errors(tmp_path):
+def test_checkpoints_that_cannot_be_read(tmp_path):
     pytest.importorskip("mujoco")
     assert run_cli(*SHORT, "--total-steps", "300", "--runs-dir", str(tmp_path / "run")).returncode == 0
-    good = os.path.join(only_run_dir(tmp_path / "run"), "checkpoint.npz")
-    blob = open(good, "rb").read()
+    blob = open(os.path.join(only_run_dir(tmp_path / "run"), "checkpoint.npz"), "rb").read()
     (tmp_path / "truncated.npz").write_bytes(blob[: len(blob) // 2])
     (tmp_path / "corrupt.npz").write_bytes(b"not a checkpoint" * 100)
-    for path, message in ((tmp_path / "missing.npz", "does not exist"), (tmp_path / "truncated.npz", "truncated"),
-                          (tmp_path / "corrupt.npz", "corrupt")):
-        assert_one_line_error(run_cli("--load", str(path), "--eval-only"), message)
-    assert_one_line_error(run_cli("--load", good, "--eval-only", "--env", "InvertedPendulum-v4"),
-                          "made for Hopper-v4 (11 observations, 3 actions)")
-    assert_one_line_error(run_cli("--resume", str(tmp_path / "nowhere")), "does not exist")
-    assert_one_line_error(run_cli("--load", good), "--load and --eval-only go together")
+    np.savez(tmp_path / "older.npz", config=np.array("{}"))          # another version: no state
+    for name, message in (("missing.npz", "No such file or directory"), ("truncated.npz", "BadZipFile"),
+                          ("corrupt.npz", "ValueError"), ("older.npz", "KeyError('state')")):
+        for argv in (["--load", str(tmp_path / name), "--eval-only"], ["--resume", str(tmp_path / name)]):
+            res = run_cli(*argv)
+            assert_one_line_error(res, f"cannot read the checkpoint {tmp_path / name}: ")
+            assert message in res.stderr, f"load_checkpoint: the error names why ({message}): {res.stderr}"
 
 
-def test_render_without_display_is_a_clear_error(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--load", "x.npz", "--eval-only",
-                          "--render"], capture_output=True, text=True, env=env, cwd=HERE, timeout=60)
-    assert_one_line_error(res, "--render needs a display")
-
-
-def test_missing_mujoco_names_the_install_command(tmp_path):
+def test_missing_mujoco_is_one_line(tmp_path):
     fake = tmp_path / "mujoco"
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('No module named mujoco (test stand-in)')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--env", "Hopper-v4"],
-                         capture_output=True, text=True, env=env, cwd=HERE, timeout=60)
-    assert_one_line_error(res, "pip install -r requirements.txt")
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=HERE,
+                         timeout=60)
+    assert_one_line_error(res, "cannot make Hopper-v4: MuJoCo is not installed")
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     pytest.importorskip("mujoco")
     res = run_cli(*SHORT, "--eval-every", "100", "--lr", "1e30", "--runs-dir", str(tmp_path))
-    assert res.returncode == 1
-    (line,) = [line for line in res.stderr.splitlines() if line.strip()]
-    assert "training stopped: the critic loss became nan at step" in line and "last good checkpoint" in line
-    data = np.load(os.path.join(only_run_dir(tmp_path), "checkpoint.npz"))
-    assert int(data["loop/step"]) == 100 and all(np.isfinite(data[k]).all() for k in data.files
-                                                 if k.startswith("actor/"))
-
-
-def assert_os_failure(code, stderr, message):
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("dst_td3.py: error:"), (code, stderr)
-    assert message in lines[0] and "Traceback" not in stderr, stderr
+    assert_one_line_error(res, "training stopped at step 10", code=1)
+    assert "loss_q" in res.stderr and "not finite (NaN or inf); the last good checkpoint is" in res.stderr
+    data, state = checkpoint_state(only_run_dir(tmp_path))
+    assert state["loop"]["step"] == 100 and all(np.isfinite(v).all() for k, v in data.items() if "/" in k)
 
 
 def no_temporary_files(folder):
-    return [p for p in glob.glob(os.path.join(str(folder), "**", "*.tmp"), recursive=True)]
+    return glob.glob(os.path.join(str(folder), "**", "*.tmp"), recursive=True)
 
 
-@pytest.mark.parametrize("case", ["runs-dir is a file", "read-only", "disk full", "too little memory"])
-def test_os_failures_are_one_line_exit_1_and_leave_nothing_behind(tmp_path, monkeypatch, capsys, case):
+@pytest.mark.parametrize("case", ["runs-dir is a file", "read-only", "disk full", "out of memory"])
+def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch, capsys, case):
     pytest.importorskip("mujoco")
     argv = [*SHORT, "--total-steps", "600", "--runs-dir", str(tmp_path / "runs")]
     if case == "runs-dir is a file":
         (tmp_path / "runs").write_text("a file, not a folder")
-        message = "a file stands where a folder should be"
+        message = f"{tmp_path / 'runs'}"
     elif case == "read-only":
         def read_only(path, *rest, **keywords):
             raise OSError(errno.EROFS, "Read-only file system", path)
-        monkeypatch.setattr(os, "mkdir", read_only)
-        message = "the file system is read-only"
-    elif case == "disk full":                            # the second checkpoint meets a full disk
+        monkeypatch.setattr(os, "makedirs", read_only)
+        message = "Read-only file system"
+    elif case == "disk full":                            # the third save (at step 600) meets a full disk
         real_savez, calls = np.savez, []
 
         def savez_then_full(f, **arrays):
             calls.append(1)
-            if len(calls) == 2:
+            if len(calls) == 3:
                 f.write(b"half a checkpoint")
                 raise OSError(errno.ENOSPC, "No space left on device")
             real_savez(f, **arrays)
         monkeypatch.setattr(np, "savez", savez_then_full)
-        message = "the disk is full"
+        message = "checkpoint.npz: No space left on device"
     else:
         argv = ["--env", "Humanoid-v4", "--total-steps", "10000000000000", "--buffer-size", "10000000000000",
                 "--runs-dir", str(tmp_path / "runs")]
-        message = "pass --buffer-size"
+        message = "out of memory: Unable to allocate"
     code = d.main(argv)
-    err = capsys.readouterr().err
-    assert_os_failure(code, err, message)
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("dst_td3.py: error: ") and message in lines[0], lines
     assert no_temporary_files(tmp_path) == [], "a failed write must leave no temporary file"
-    if case == "disk full":                              # the first checkpoint (step 300) is kept, whole
-        assert "the previous checkpoint is kept" in err, err
-        (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
-        assert int(np.load(os.path.join(run_dir, "checkpoint.npz"))["loop/step"]) == 300
+    if case == "disk full":                              # the checkpoint of step 300 is kept, whole
+        assert checkpoint_state(only_run_dir(tmp_path / "runs"))[1]["loop"]["step"] == 300
 
 
-def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path, monkeypatch, capsys):
+def test_a_closed_stdout_ends_quietly_and_the_run_keeps_its_checkpoint(tmp_path):
+    pytest.importorskip("mujoco")
+    proc = start_run(tmp_path, SHORT)                    # as `python dst_td3.py ... | head -1`
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 1 and err == "", f"a closed stdout: no traceback, no error line: {err}"
+    assert os.path.isfile(os.path.join(only_run_dir(tmp_path), "checkpoint.npz"))
+
+
+def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path):
+    pytest.importorskip("mujoco")
+    assert run_cli(*SHORT, "--total-steps", "300", "--runs-dir", str(tmp_path)).returncode == 0
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), "--load", only_run_dir(tmp_path),
+                             "--eval-only", "--eval-episodes", "100000"], stderr=subprocess.PIPE, text=True, cwd=HERE)
+    time.sleep(8)                                        # evaluating, where no stop handler is set
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130 and proc.stderr.read().strip() == "dst_td3.py: interrupted"
+
+
+def test_run_folders_two_in_the_same_second_and_env_ids_with_a_slash(tmp_path, monkeypatch, capsys):
     pytest.importorskip("mujoco")
     monkeypatch.setattr(d.time, "strftime", lambda *_: "20261124-120000")     # the same second, for sure
     for lr in ("1e-3", "3e-4"):
-        assert d.main([*SHORT, "--total-steps", "300", "--lr", lr, "--runs-dir", str(tmp_path)]) == 0
+        assert d.main([*SMOKE, "--lr", lr, "--runs-dir", str(tmp_path)]) == 0
     folders = sorted(glob.glob(str(tmp_path / "*")))
     assert [os.path.basename(f) for f in folders] == ["Hopper-v4__ds-td3__s0__20261124-120000",
                                                       "Hopper-v4__ds-td3__s0__20261124-120000-2"]
     for folder, lr in zip(folders, (1e-3, 3e-4)):        # each folder holds its own run, and only its own rows
         assert json.load(open(os.path.join(folder, "config.json")))["args"]["lr"] == lr
-        with open(os.path.join(folder, "eval.csv")) as f:
-            assert [row["step"] for row in csv.DictReader(f)] == ["300"]
+        assert [row["step"] for row in csv.DictReader(open(os.path.join(folder, "eval.csv")))] == ["300"]
+    args = d.make_parser().parse_args(["--env", "ns/Pong:v5", "--runs-dir", str(tmp_path / "more")])
+    assert os.path.dirname(d.new_run_dir(args)) == str(tmp_path / "more"), "an env id with / makes no sub-folder"
 
 
-def test_a_run_folder_being_written_is_locked(tmp_path):
+def test_every_network_obeys_its_masks_in_a_checkpoint(tmp_path):
     pytest.importorskip("mujoco")
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), *SHORT, "--runs-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
-    try:
-        for line in proc.stdout:
-            if line.startswith("step=200/"):             # running, and past its first writes
-                break
-        run_dir = only_run_dir(tmp_path)
-        res = run_cli("--resume", run_dir)
-        assert_one_line_error(res, f"{run_dir} is being written by process {proc.pid}")
-    finally:
-        proc.kill()
-        proc.communicate()
-
-
-def finished_short_run(tmp_path):
-    assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path)).returncode == 0
-    return only_run_dir(tmp_path)
-
-
-def eval_steps(run_dir):
-    with open(os.path.join(run_dir, "eval.csv")) as f:
-        return [int(row["step"]) for row in csv.DictReader(f)]
-
-
-def test_resume_keeps_eval_csv_whole_and_extends_the_run(tmp_path):
-    pytest.importorskip("mujoco")
-    run_dir = finished_short_run(tmp_path)
-    path = os.path.join(run_dir, "eval.csv")
-    good = open(path).read()
-    with open(path, "a") as f:                           # a blank line and a malformed row
-        f.write("\n1000,not a number\n")
-    res = run_cli("--resume", run_dir, "--total-steps", "1200")
-    assert res.returncode == 0, res.stderr
-    assert "left out 2 blank or malformed rows" in res.stdout
-    assert open(path).read().startswith(good) and eval_steps(run_dir) == [300, 600, 900, 1200]
-    assert json.load(open(os.path.join(run_dir, "config.json")))["args"]["total_steps"] == 1200
-    os.remove(path)                                      # a deleted eval.csv starts anew, with a warning
-    res = run_cli("--resume", run_dir, "--total-steps", "1500")
-    assert res.returncode == 0 and "was missing" in res.stdout, res.stdout + res.stderr
-    assert eval_steps(run_dir) == [1500]
-    assert no_temporary_files(tmp_path) == []
-
-
-def test_resume_of_a_checkpoint_without_flops_continues_the_count_from_eval_csv(tmp_path):
-    pytest.importorskip("mujoco")
-    run_dir = finished_short_run(tmp_path)
-    path = os.path.join(run_dir, "checkpoint.npz")
-    with np.load(path) as data:                          # a checkpoint of an older version: no loop/flops
-        arrays = {key: data[key] for key in data.files if not key.startswith("loop/flops")}
-    np.savez(path, **arrays)
-    assert run_cli("--resume", run_dir, "--total-steps", "940").returncode == 0   # no topology update in 901-940
-    with open(os.path.join(run_dir, "eval.csv")) as f:
-        flops = [float(row["flops"]) for row in csv.DictReader(f)]
-    with np.load(path) as data:                          # the masks of steps 901-940
-        nets = [{key.split("/")[1]: data[key] for key in data.files if key.startswith(name + "/")}
-                for name in ("actor", "critic")]
-    added = 40 * d.iteration_flops(*nets, 32, 2)         # 40 iterations at batch 32
-    assert flops[3] == pytest.approx(flops[2] + added, rel=1e-3), \
-        f"resume: training FLOPs {flops} must go on from eval.csv's row at the checkpoint's step"
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--lr", "1e-4"], "only --total-steps may extend it (drop --lr"),
-    (["--save-buffer"], "only --total-steps may extend it (drop --save-buffer"),
-    (["--total-steps", "900"], "must exceed the step this run has reached (900)"),
-])
-def test_resume_rejects_other_flags_and_changes_nothing(tmp_path, argv, message):
-    pytest.importorskip("mujoco")
-    run_dir = finished_short_run(tmp_path)
-    before = {name: open(os.path.join(run_dir, name), "rb").read() for name in ("eval.csv", "config.json",
-                                                                                 "checkpoint.npz")}
-    assert_one_line_error(run_cli("--resume", run_dir, *argv), message)
-    for name, content in before.items():
-        assert open(os.path.join(run_dir, name), "rb").read() == content, name
-
-
-def test_first_hour_eta_in_the_warm_up_load_a_run_folder_and_help_defaults(tmp_path):
-    pytest.importorskip("mujoco")
-    res = run_cli(*SMOKE, "--runs-dir", str(tmp_path))
-    lines = {line.split()[0]: line for line in res.stdout.splitlines() if line.startswith("step=")}
-    warm, train = lines["step=100/300"], lines["step=200/300"]
-    assert "eta=?" not in warm and "warmup_sps=" in warm and "train_sps=" not in warm, warm
-    assert "train_sps=" in train, train
-    assert "replay_buffer: capacity=300 bytes=32400 " in res.stdout          # 300 x (11+3+11+2) x 4 bytes
-    res = run_cli("--load", only_run_dir(tmp_path), "--eval-only", "--eval-episodes", "1")   # a folder, no --env
-    assert res.returncode == 0 and "env=Hopper-v4" in res.stdout, res.stderr
-    assert "(default: None)" not in run_cli("--help").stdout
-
-
-
-# -------------------------------------------- Part II: the lab's diagnostics
-def test_dormant_fraction_on_hand_made_activations():
-    h = np.ones((4, 10))                                 # 10 units, each mean |h| = 1 ...
-    h[:, :3] = 0.05                                      # ... but 3 at 0.05: 0.05 / 0.715 = 0.07 <= 0.1
-    h[:, 3] = 0.2                                        # 0.2 / 0.715 = 0.28: active
-    assert d.dormant_fraction([h]) == pytest.approx(0.3), "dormant_fraction: 3 of 10 units are dormant"
-    twins = np.stack([h, np.ones((4, 10))])              # the critic's twin axis: each twin has its own mean
-    assert d.dormant_fraction([twins]) == pytest.approx(3 / 20)
+    assert run_cli(*SHORT, "--runs-dir", str(tmp_path)).returncode == 0
+    data, _ = checkpoint_state(only_run_dir(tmp_path))
+    masks = [key for key in data if key.endswith(("/M1", "/M2"))]
+    assert {key.split("/")[0] for key in masks} == {"actor", "critic"}, "targets carry no masks of their own"
+    for key in masks:
+        W = data[key.replace("/M", "/W")]
+        assert np.array_equal(W * data[key], W), f"{key}: W * M == W, an absent connection has weight 0"
+    for net in ("actor", "critic"):                      # MaintainSparsity: a target has no more weights than M
+        for l in (1, 2):
+            assert np.count_nonzero(data[f"{net}_targ/W{l}"]) <= np.count_nonzero(data[f"{net}/M{l}"])
 
 
 def test_diagnostics_leave_the_run_untouched_and_topology_csv_counts_the_masks(tmp_path, monkeypatch, capsys):
     pytest.importorskip("mujoco")
-    argv = [*SMOKE, "--runs-dir"]
-    assert d.main([*argv, str(tmp_path / "with")]) == 0
-    monkeypatch.setattr(d, "network_diagnostics", lambda *a: {"dormant_actor": 0.0, "dormant_critic": 0.0})
-    monkeypatch.setattr(d, "record_topology", lambda *a: None)
-    assert d.main([*argv, str(tmp_path / "without")]) == 0
+    assert d.main([*SMOKE, "--runs-dir", str(tmp_path / "with")]) == 0
+    monkeypatch.setattr(d, "network_dormancy", lambda *a: (0.0, 0.0))
+    monkeypatch.setattr(d, "input_connections", lambda agent: [[], [], []])
+    assert d.main([*SMOKE, "--runs-dir", str(tmp_path / "without")]) == 0
     runs = [only_run_dir(tmp_path / sub) for sub in ("with", "without")]
     returns = [[row["return_mean"] for row in csv.DictReader(open(os.path.join(r, "eval.csv")))] for r in runs]
     assert returns[0] == returns[1], "the diagnostics must not draw from the run's generator"
-    rows = list(csv.DictReader(open(os.path.join(runs[0], "topology.csv"))))
-    masks = np.load(os.path.join(runs[0], "checkpoint.npz"))
-    last = {row["network"]: row for row in rows if row["step"] == "300"}
-    assert [int(last["actor"][f"obs_{i}"]) for i in range(11)] == list(masks["actor/M1"].sum(axis=1).astype(int))
-    assert int(last["critic2"]["act_2"]) == int(masks["critic/M1"][1][13].sum())
+    last = {row["network"]: row for row in csv.DictReader(open(os.path.join(runs[0], "topology.csv")))
+            if row["step"] == "300"}
+    data, _ = checkpoint_state(runs[0])
+    assert [int(last["actor"][f"obs_{i}"]) for i in range(11)] == list(data["actor/M1"].sum(axis=1).astype(int))
+    assert int(last["critic2"]["act_2"]) == int(data["critic/M1"][1][13].sum())
     dormant = [float(row["dormant_critic"]) for row in csv.DictReader(open(os.path.join(runs[0], "eval.csv")))]
     assert all(0 <= x <= 1 for x in dormant)
 
@@ -1154,18 +1111,27 @@ def test_diagnostics_leave_the_run_untouched_and_topology_csv_counts_the_masks(t
 def test_lab_flags_run(tmp_path, flags):
     pytest.importorskip("mujoco")
     res = run_cli(*SMOKE, *flags, "--runs-dir", str(tmp_path))
-    assert res.returncode == 0 and "topology step=" in res.stdout, res.stderr
+    assert res.returncode == 0, res.stderr
     saved = json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["args"]
     assert saved[flags[0][2:].replace("-", "_")] == flags[1], "the lab's flag must be saved in config.json"
 
 
+def test_a_dense_input_layer_is_named_in_a_warning(tmp_path):
+    pytest.importorskip("mujoco")
+    res = run_cli("--env", "Ant-v4", *SMOKE[2:], "--total-steps", "200", "--eval-every", "200",
+                  "--runs-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    warned = [line for line in res.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 2 and "actor.W1 is dense (density 1.000)" in warned[0] and "Ant-v5" in warned[0], warned
+    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["densities"]["critic.W1"] == 1.0
+
+
 
 # --------------------------------------------------- Part II: the run report
-def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, dormant=(0.1, 0.2), **args):
+def make_run(folder, env, algo, seed, returns, connections, flops_vs_dense, dormant=(0.1, 0.2), **args):
     """A hand-made run folder: config.json and an eval.csv with one evaluation every 5,000 steps."""
     os.makedirs(folder)
-    config = {"args": {**vars(d.make_parser().parse_args([])), "env": env, "algo": algo, "seed": seed, **args},
-              "params_nonzero": params}
+    config = {"args": {**vars(d.make_parser().parse_args([])), "env": env, "algo": algo, "seed": seed, **args}}
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     with open(os.path.join(folder, "eval.csv"), "w", newline="") as f:
@@ -1173,7 +1139,7 @@ def make_run(folder, env, algo, seed, returns, params, flops_vs_dense, dormant=(
         writer.writeheader()
         for i, ret in enumerate(returns, start=1):
             writer.writerow({"step": 5000 * i, "return_mean": ret, "return_std": 1.0, "episodes": 10,
-                             "params_nonzero": params, "params_dense": 1000, "sparsity_actor": 0.5,
+                             "connections": connections, "connections_dense": 1000, "sparsity_actor": 0.5,
                              "sparsity_critic": 0.5, "flops": 1e9 * i, "flops_vs_dense": flops_vs_dense,
                              "dormant_actor": dormant[0], "dormant_critic": dormant[1]})
 
@@ -1193,14 +1159,13 @@ def test_report_table_numbers_on_hand_made_runs(tmp_path, capsys):
     assert d.main(["--report", str(tmp_path)]) == 0
     out = capsys.readouterr()
     rows = report_rows(out.out)
-    finals = [r[2:].mean() for r in dense]               # 650 and 850: 750 ± 100
     # TD3's seed-mean curve 100·i + 100 (i = 0..11, step 5,000·(i + 1)) first reaches its 750 at i = 7
     assert rows[("Hopper-v4", "td3")][2:8] == ["2", "60,000", "750 ± 100", f"{np.mean(dense):.0f} ± 100",
                                                "40,000 (67% of the steps)", "1,000"], "report: the TD3 row"
     # DS-TD3's seed-mean curve 150·i + 30 first reaches 750 at i = 5 (step 30,000)
     ds = rows[("Hopper-v4", "ds-td3")]
     assert ds[4] == f"{np.mean([r[2:].mean() for r in sparse]):.0f} ± 30" and ds[6].startswith("30,000 (50%"), ds
-    assert ds[7] == "500" and ds[8] == "0.50×" and np.mean(finals) == 750
+    assert ds[7] == "500" and ds[8] == "0.50×"
     assert rows[("Hopper-v4", "td3")][9] == "0.60 / 0.20", "report: dormant units at the end, the mean over seeds"
     assert out.err == ""                                 # nothing odd here: no warning
 
@@ -1211,8 +1176,8 @@ def test_report_figure_parses_and_its_curves_are_the_csvs(tmp_path, capsys):
     returns = {(algo, seed): rng.normal(1000, 300, 12).round(2) for algo in ("td3", "ds-td3") for seed in (0, 1, 2)}
     for (algo, seed), r in returns.items():
         make_run(tmp_path / f"{algo}-{seed}", "Walker2d-v4", algo, seed, r, 1000, 1.0)
-    assert d.main(["--report", str(tmp_path), "--figure", str(tmp_path / "fig.svg")]) == 0
-    root = ET.parse(tmp_path / "fig.svg").getroot()
+    assert d.main(["--report", str(tmp_path)]) == 0
+    root = ET.parse(tmp_path / "report.svg").getroot()
     curves = {el.get("id"): el for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
     assert set(curves) == {"Walker2d-v4/td3/mean", "Walker2d-v4/ds-td3/mean"}
     for algo in ("td3", "ds-td3"):
@@ -1239,7 +1204,7 @@ def test_report_gives_the_labs_runs_rows_and_panels_of_their_own(tmp_path, capsy
     for label, (flags, slope) in lab.items():            # the lab's comparison: 150k steps, 6 evaluations
         make_run(tmp_path / label.replace(" ", "_"), "Hopper-v4", label.split()[0], 0, np.arange(6) * slope,
                  100, 0.1, total_steps=150_000, **flags)
-    assert d.main(["--report", str(tmp_path), "--figure", str(tmp_path / "fig.svg")]) == 0
+    assert d.main(["--report", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
     rows = list(report_rows(out).values())               # in the report's order
     assert [r[:4] for r in rows] == [["Hopper-v4, T = 300,000", "ds-td3", "2", "60,000"],
@@ -1251,12 +1216,11 @@ def test_report_gives_the_labs_runs_rows_and_panels_of_their_own(tmp_path, capsy
     # the lab's rows reach the 150k TD3's final return (mean of 0..500, 250) at 250/80 -> i = 4 (25,000), and
     # 250/50 -> i = 5 (30,000); the 300k comparison is not cut to 30,000 by the shorter runs
     assert rows[3][6].startswith("25,000") and rows[2][6].startswith("30,000") and err == "", (rows, err)
-    root = ET.parse(tmp_path / "fig.svg").getroot()
-    ids = {el.get("id") for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
-    assert ids == {"Hopper-v4, T = 300,000/ds-td3/mean", "Hopper-v4, T = 300,000/td3/mean",
-                   "Hopper-v4, T = 150,000/td3/mean", "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9/mean",
-                   "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9 grow=gradient/mean"}, f"report figure: panels {ids}"
+    root = ET.parse(tmp_path / "report.svg").getroot()
     colours = {el.get("id"): el.get("stroke") for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
+    assert set(colours) == {"Hopper-v4, T = 300,000/ds-td3/mean", "Hopper-v4, T = 300,000/td3/mean",
+                            "Hopper-v4, T = 150,000/td3/mean", "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9/mean",
+                            "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9 grow=gradient/mean"}, colours
     assert len(set(colours.values())) == 4, f"report figure: td3 keeps its colour, each lab row has its own: {colours}"
 
 
@@ -1265,30 +1229,39 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     make_run(tmp_path / "b", "Hopper-v4", "td3", 1, np.arange(8) * 100.0, 1000, 1.0)              # shorter
     make_run(tmp_path / "c", "Hopper-v4", "td3", 2, np.arange(12) * 100.0, 1000, 1.0, batch_size=256)
     with open(tmp_path / "c" / "eval.csv", "a") as f:
-        f.write("65000,12")                              # a half-written last row
+        f.write("65000,12\n65000,nan,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2\n70000,inf,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2")
     make_run(tmp_path / "empty", "Hopper-v4", "td3", 3, [], 1000, 1.0)
     make_run(tmp_path / "older", "Hopper-v4", "td3", 4, np.arange(12) * 100.0, 1000, 1.0)
     config = json.load(open(tmp_path / "older" / "config.json"))
-    del config["args"]["grow"]                           # a run made before --grow existed: not a mixed setting
+    del config["args"]["grow"]                           # a run made before --grow existed: its default
     json.dump(config, open(tmp_path / "older" / "config.json", "w"))
-    for seed, every in ((0, 5000), (1, 7000)):          # a group whose evaluations never fall on one step
+    for seed, every in ((0, 5000), (1, 7000)):          # a comparison whose evaluations never fall on one step
         make_run(tmp_path / f"apart-{seed}", "Walker2d-v4", "ds-td3", seed, [1.0, 2.0], 500, 0.5, eval_every=every)
         rows = list(csv.reader(open(tmp_path / f"apart-{seed}" / "eval.csv")))
         rows[1][0], rows[2][0] = str(every), str(2 * every)
         csv.writer(open(tmp_path / f"apart-{seed}" / "eval.csv", "w", newline="")).writerows(rows)
     os.makedirs(tmp_path / "not-a-run")
     (tmp_path / "not-a-run" / "eval.csv").write_text("step,return_mean\n5000,1\n")
-    assert d.main(["--report", str(tmp_path), str(tmp_path / "missing")]) == 0
+    assert d.main(["--report", str(tmp_path), str(tmp_path / "a"), str(tmp_path / "missing")]) == 0
     out, err = capsys.readouterr()
     warnings_ = err.splitlines()
-    for expected in ("runs end between step 40,000 and 60,000; all are compared up to step 40,000",
-                     "the runs differ in batch_size (100, 256)", "left out 1 blank or malformed rows",
-                     "has no evaluations yet", "is not a run (no readable config.json)", "is not a folder",
-                     "Walker2d-v4 ds-td3: the runs share no evaluation step; left out",
-                     "the runs differ in eval_every"):
+    for expected in ("left out 3 blank, malformed or non-finite rows", "has no evaluations yet",
+                     "is not a readable run", "missing is not a folder", "Walker2d-v4: its runs share no evaluation"):
         assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
     assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
-    assert report_rows(out)[("Hopper-v4", "td3")][2:4] == ["4", "40,000"] and "grow" not in err
+    rows = report_rows(out)                              # a/ named twice counts once; batch_size=256 is its own row
+    assert rows[("Hopper-v4", "td3")][2:4] == ["3", "40,000"] and "nan" not in out and "inf" not in out, rows
+    assert rows[("Hopper-v4", "td3 batch_size=256")][2:4] == ["1", "40,000"], rows
     res = run_cli("--report", str(tmp_path / "not-a-run"))   # nothing to report: the warning says why, then an error
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.splitlines()[-1].startswith("dst_td3.py: error: no runs with evaluations below"), res.stderr
+
+
+def test_report_reads_the_committed_results(tmp_path):
+    """Every committed run is read (no warning), and its table has the groups the README shows."""
+    import shutil
+    shutil.copytree(os.path.join(HERE, "results"), tmp_path / "results")
+    res = run_cli("--report", str(tmp_path / "results"))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "algorithm" not in line]
+    assert len(rows) >= 15 and "figure: " in res.stdout, f"report: every group of results/ has a row: {rows}"

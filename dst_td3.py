@@ -26,36 +26,33 @@ buffer* and learnt from in random batches, and slowly following copies of the ne
 of their targets (clipped double-Q), actor and target updates only every d = 2 critic updates (delayed policy
 updates), and clipped noise on the target action (target policy smoothing).
 Here a *step* is one environment step, and an *iteration* is one update of the critics (and, every d-th time,
-of the actor and the targets); one iteration follows every step after the first S uniformly random ones.
-
-References (the keys used in comments):
-  [TD3]    S. Fujimoto, H. van Hoof, D. Meger. Addressing Function Approximation Error in Actor-Critic
-           Methods. ICML 2018, arXiv:1802.09477.
-  [DS-TD3] G. Sokar, E. Mocanu, D. C. Mocanu, M. Pechenizkiy, P. Stone. Dynamic Sparse Training for Deep
-           Reinforcement Learning. IJCAI 2022, arXiv:2106.04217 (long version: Algorithms 1-3, Eqs. 1-10).
-  [SET]    D. C. Mocanu et al. Scalable training of artificial neural networks with adaptive sparse
-           connectivity inspired by network science. Nature Communications 2018.
-  [Adam]   D. P. Kingma, J. Ba. Adam: A Method for Stochastic Optimization. ICLR 2015.
-  [RigL]   U. Evci, T. Gale, J. Menick, P. S. Castro, E. Elsen. Rigging the Lottery: Making All Tickets Winners.
-           ICML 2020 (gradient growth, cosine drop schedule).
-  [Graesser] L. Graesser, U. Evci, E. Elsen, P. S. Castro. The State of Sparse Training in Deep Reinforcement
-           Learning. ICML 2022 (uniform vs Erdős–Rényi, schedules).
-  [ReDo]   G. Sokar, R. Agarwal, P. S. Castro, U. Evci. The Dormant Neuron Phenomenon in Deep Reinforcement
-           Learning. ICML 2023 (τ-dormant units).
+of the actor and the targets); one iteration follows every step after the first T₀ uniformly random ones.
 
 Shape legend:  B batch   S observation size   A action size   H hidden width (256)
                2 the twin-critic axis: both critics live in one array, Q1 at index 0 and Q2 at index 1.
+Symbols (each has one meaning, here and in the code; the flag that sets it in brackets):
+  s, a, r, s'   observation, action, reward, next observation;  lo, hi the action bounds, max_a = (hi - lo) / 2
+  t, i          environment step, training iteration i = t - T₀;  T the run's steps [--total-steps], T₀ the
+                uniformly random warm-up steps [--learning-starts], B transitions per iteration [--batch-size]
+  π_φ, Q_θ1,2   the actor with its weights and biases φ, and the twin critics with theirs, θ1 and θ2
+  π', Q', φ', θ'  the target networks and their parameters;  τ their update rate [--tau]
+  y, γ, d       the bootstrap target, the discount [--gamma], the actor and target period [--policy-delay]
+  ã, ξ, σ̃, c    the smoothed target action, its noise ξ ~ N(0, σ̃²) [--policy-noise] clipped to ±c [--noise-clip]
+  W, M, w, k    a layer's weights and its 0/1 mask of connections (W·M = W), one weight, and k the connections
+                of an online layer, which MaintainSparsity keeps in its target
+  λ1, λ2, p     Erdős–Rényi factors [--lambda-in, --lambda-hidden]; p = λ·(n_in + n_out) / (n_in·n_out) (Eq. 1)
+  e, η          topology update period [--update-period], fraction of each sign dropped and regrown [--drop-fraction]
 
 DS-TD3 [DS-TD3, Alg. 1-3], line by line as the training loop (train, section 10) and the iteration it calls
 (train_iteration, section 8) run it:
     init actor π_φ and critics Q_θ1, Q_θ2 with Erdős–Rényi masks (Eq. 1); targets φ' ← φ, θ' ← θ
                                                               (build_agent, section 8: the agent train is given)
     for t = 1 .. T:
-        a = uniform random if t <= S, else clip(π(s) + N(0, (0.1·max_a)²), lo, hi)
+        a = uniform in [lo, hi] if t <= T₀, else clip(π(s) + N(0, (0.1·max_a)²), lo, hi)
         step the env, store (s, a, r, s', terminated) in the replay buffer; at an episode's end, reset
-        if t > S, training iteration i = t - S:
+        if t > T₀, training iteration i = t - T₀:
             sample a batch of B transitions
-            ã = clip(π'(s') + clip(N(0, σ̃²), -c, c), lo, hi)
+            ã = clip(π'(s') + clip(ξ, -c, c), lo, hi)
             y = r + γ·(1 - terminated)·min(Q'1(s', ã), Q'2(s', ã))
             critic step on  Σ_j mean((Q_θj(s, a) - y)²)
             if i % e == 0 and adaptation has not stopped:  drop-and-grow in the critics   (Alg. 2)
@@ -66,60 +63,31 @@ DS-TD3 [DS-TD3, Alg. 1-3], line by line as the training loop (train, section 10)
                 MaintainSparsity: keep the k largest |w| of each sparse target matrix (Alg. 3, Eq. 7)
         if t % eval_every == 0:  the return of 10 deterministic episodes on a separate env seeded seed + 100
 
-Three algorithms share this loop (--algo): td3 (dense, no masks), static-td3 (Erdős–Rényi masks that never
-change) and ds-td3 (masks that evolve as above).
+Three algorithms share this loop (--algo): td3 (dense), static-td3 (masks that never change) and ds-td3 (above).
 
-Differences from the paper and its official code (each is also marked `# CHOICE:` where it happens):
-  - Adam moments are masked too: an absent connection has weight, gradient and both moments exactly 0. The
-    official code re-masks only the weights after each step, so its Adam moments are dense.
-  - Drop rule: η of the positive and η of the negative weights are dropped separately (as the official code;
-    Alg. 2 writes c/2 of each). Counts are rounded up so a tiny layer still adapts; an active weight that is
-    exactly 0 counts as positive, so it is dropped first.
-  - Grown positions exclude the ones just dropped (the official code can regrow them), and grown weights start
-    at exactly 0 (official: one Adam step from its dense moments away from 0).
-  - The first topology update comes at iteration e, then every e (official: iteration 2, then every e).
-  - Adaptation stops at a fraction of the run (--stop-adapt 0.95): at the paper's settings the last regrowing
-    update is the official code's (iteration T - S - 50,000 = 925,000), followed by its drop-only update.
-  - MaintainSparsity keeps as many target weights as the online layer has connections (its mask count); the
-    official code counts the online layer's nonzero weights, which differs when a connection's weight is 0.
-  - Gymnasium v4 tasks instead of gym v3 (the same dynamics for Hopper, HalfCheetah, Walker2d).
-  - Warm-up actions are drawn uniformly by our own seeded generator, not by `action_space.sample()`, so that a
-    single seeded generator is the only source of randomness besides the seeded env resets.
-  - Every 100 iterations, weights and Adam moments below 1.2e-38 (float32's subnormal range) are set to 0, the
-    software version of a CPU's flush-to-zero mode: subnormal numbers slowed dense TD3 5x (flush_subnormals).
-  - Training FLOPs count one multiplication and one addition per connection and per sample for every product the
-    code performs (forward, input gradient, weight gradient), on the actual schedule (actor every d iterations).
+Differences from the paper and from its official code, github.com/GhadaSokar/Dynamic-Sparse-Training-for-Deep-
+Reinforcement-Learning (each is marked `# CHOICE:` where it happens):
+  - Adam's moments are masked too: an absent connection has weight, gradient and moments exactly 0.
+  - Drop: η of the positive and η of the negative weights (as the official code), rounded up. Grow: among the
+    positions absent before the update, at weight 0. The first update comes at iteration e.
+  - Adaptation stops at --stop-adapt·T (the official code's iteration at the paper's settings), then one
+    drop-only update. MaintainSparsity keeps as many target weights as the online layer has connections.
+  - Gymnasium v4 tasks (gym v3's dynamics); warm-up actions from our one seeded RNG, `rng`; every 100
+    iterations, weights and moments below float32's smallest normal number are set to 0 (flush_subnormals).
 
-A map of the file:
-  PART I — the method (read it top to bottom; it ends on the training loop)
-     1 imports, the float type, the paper's hyperparameters     6 replay buffer
-     2 layers: forward/backward pairs and the loss              7 the TD3 update: target, critic and actor steps,
-     3 sparsity: Erdős–Rényi masks, drop-and-grow,                soft update, FLOPs
-       MaintainSparsity, and the lab's choices: gradient        8 the agent and one training iteration (and the
-       growth (--grow), a cosine η (--drop-schedule),             dense gradients that gradient growth ranks)
-       uniform densities (--distribution)                       9 deterministic evaluation
-     4 actor and twin critics                                  10 the training loop
-     5 Adam
-  PART II — running it (what a user needs around the method)
-    11 command line and input checks   12 environments   13 run folders and logs, with the diagnostics:
-    dormant units and topology.csv   14 checkpoints, resume and signals   15 profiling   16 evaluating a saved
-    policy   17 the run report (--report)   18 main
+References (the keys used in comments):
+  [TD3]    S. Fujimoto et al. Addressing Function Approximation Error in Actor-Critic Methods. ICML 2018.
+  [DS-TD3] G. Sokar et al. Dynamic Sparse Training for Deep Reinforcement Learning. IJCAI 2022, arXiv:2106.04217
+           (its long version numbers Algorithms 1-3 and Eqs. 1-10).
+  [SET]    D. C. Mocanu et al. Scalable training of artificial neural networks with adaptive sparse connectivity
+           inspired by network science. Nature Communications 2018.
+  [Adam]   D. P. Kingma, J. Ba. Adam: A Method for Stochastic Optimization. ICLR 2015.
+  [RigL]   U. Evci et al. Rigging the Lottery: Making All Tickets Winners. ICML 2020.
+  [Graesser] L. Graesser et al. The State of Sparse Training in Deep Reinforcement Learning. ICML 2022.
+  [ReDo]   G. Sokar et al. The Dormant Neuron Phenomenon in Deep Reinforcement Learning. ICML 2023.
 
-Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/eval.csv):
-  sps            environment steps per second over the last log interval
-  warmup_sps     steps per second of the random warm-up, and train_sps of training, in this process so far
-  eta            time left: from train_sps, or during the warm-up from a timed probe of a training iteration
-  loss_q         critic loss Σ_j mean((Q_j(s,a) - y)²) of the last iteration
-  loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
-  q1             mean Q_1(s, a) over the last batch, the critic's value estimate
-  sparsity_*     fraction of weights that are absent, over all weight matrices of the network (biases excluded)
-  densities      (run header) the fraction of connections present in each sparse layer, as Eq. 1 placed them
-  blas_kernel    (run header, config.json) the OpenBLAS kernel that ran: kernels round differently (section 12)
-  return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
-  params         nonzero weights of actor + both critics (biases excluded), as the paper counts (Eq. 8)
-  flops          training FLOPs so far and their ratio to dense TD3 with the same settings (Eqs. 9-10)
-  dormant_*      fraction of τ-dormant hidden units (τ = 0.1) on a batch of replay states [ReDo]
-  topology.csv   per evaluation: the connections each input keeps in the first layer of each sparse network
+Part I, the method, reads top to bottom and ends on the training loop; Part II runs it (command line, run
+folders, checkpoints, profiling, the report), and its section 13 explains every logged metric.
 """
 
 # #############################################################################################################
@@ -132,9 +100,8 @@ Logged metrics (key=value lines, easy to grep; evaluations also go to <run dir>/
 import math
 import os
 
-# One BLAS thread by default, because two seeds side by side then use one core each (README, Speed); override
-# from the shell, e.g. OPENBLAS_NUM_THREADS=2. TRAP: BLAS reads this once, when numpy is imported, so it comes
-# first.
+# One BLAS thread by default: two seeds side by side then use one core each; override from the shell, e.g.
+# OPENBLAS_NUM_THREADS=2. TRAP: BLAS reads this once, when numpy is imported, so it comes first.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -143,17 +110,17 @@ import numpy as np
 DTYPE = np.float32  # training runs in float32 end to end; the tests run every function in float64
 
 # The hyperparameters, one line each: the paper's value [DS-TD3, Sec. 5; TD3, Sec. 6], what it means, and the
-# values it may take: an interval, whose ends may name another hyperparameter, or the choices. Those marked (lab) are not the paper's: they belong to the
-# *lab*, the options that compare DS-TD3's choices with those of later work (README, Experiments to try). Part II
-# makes the command line, its --help and its input checks from this one table; the functions below receive the
-# values as `hp`, a plain dict: hp["gamma"].
+# values it may take: an interval (an end may name another hyperparameter), or the choices. Those marked (lab)
+# are not the paper's: they belong to the *lab*, the options that compare DS-TD3's choices with those of later
+# work (README, Experiments to try). Part II makes the command line, its --help and its input checks from this
+# one table; the functions below receive the values as `hp`, a plain dict: hp["gamma"].
 HYPERPARAMETERS = {
     "algo": ("ds-td3", "ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense",
              ("ds-td3", "static-td3", "td3")),
-    "seed": (0, "seeds the generator, the training env (seed) and the evaluation env (seed + 100)", "[0, inf)"),
+    "seed": (0, "seeds the RNG, the training env (seed) and the evaluation env (seed + 100)", "[0, inf)"),
     "total_steps": (1_000_000, "environment steps T (more than the warm-up, or nothing trains)",
                     "(learning_starts, inf)"),
-    "learning_starts": (25_000, "warm-up: uniformly random steps before training", "[0, inf)"),
+    "learning_starts": (25_000, "warm-up: uniformly random steps T₀ before training", "[0, inf)"),
     "batch_size": (100, "transitions per training iteration B", "[1, total_steps]"),
     "buffer_size": (1_000_000, "replay buffer capacity (at least a batch)", "[batch_size, inf)"),
     "hidden": (256, "width H of both hidden layers", "[1, inf)"),
@@ -171,7 +138,7 @@ HYPERPARAMETERS = {
     "lambda_hidden": (64.0, "Erdős–Rényi factor λ2 of the hidden layer", "(0, inf)"),
     "drop_fraction": (0.05, "η, the fraction of each sign dropped and regrown at a topology update", "(0, 1)"),
     "update_period": (1000, "topology update period e, in iterations (a multiple of d)", "[1, inf)"),
-    "stop_adapt": (0.95, "regrow while the env step is at most this fraction of T (official code: T - S - 50,000)",
+    "stop_adapt": (0.95, "regrow while the env step is at most this fraction of T (official code: T - T₀ - 50,000)",
                    "[0, 1]"),
     "grow": ("random", "(lab) where connections regrow: random [SET], or gradient, the largest |∂L/∂W| [RigL]",
              ("random", "gradient")),
@@ -186,34 +153,27 @@ HYPERPARAMETERS = {
 LAMBDA_IN = {"HalfCheetah": 7.0, "Hopper": 7.0, "Walker2d": 7.0, "Ant": 40.0, "Humanoid": 61.0}
 DEFAULT_LAMBDA_IN = 7.0  # CHOICE: tasks the paper did not run get the value of its three small tasks
 
-
 # =============================================================================
 # 2. Layers. Each *_forward returns (out, cache); *_backward takes (dout, cache).
 #    Every function also works with a leading twin axis: x (B, n) with W (2, n, m) gives (2, B, m).
 # =============================================================================
 def masked_linear_forward(x, W, b, M=None):
     """y = x @ (W*M) + b.   x: (..., B, n_in)  W, M: (..., n_in, n_out)  b: (..., 1, n_out)
-
     Absent weights are kept exactly 0 at all times (the backward masks their gradient, Adam keeps them at 0,
-    drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M.
-    """
+    drop-and-grow zeroes the dropped ones), so W*M == W and the forward needs no multiplication by M."""
     y = x @ W                                            # (..., B, n_in) @ (..., n_in, n_out) -> (..., B, n_out)
-    y += b                                               # PERF: in place, no second (2, B, H): 6 % of an iteration
+    y += b                                               # PERF: y = x @ W + b without a 2nd (2, B, H) array: 6 %
     return y, (x, W, M)
-
 
 def masked_linear_backward(dy, cache, need_dx=True, need_dW=True):
     """dy: (..., B, n_out) -> dx: (..., B, n_in), dW: (..., n_in, n_out), db: (..., 1, n_out).
-
     need_dx=False skips dx (the input is data), need_dW=False skips dW and db (only ∂Q/∂a is wanted).
-    A skipped result is returned as None.
-    """
+    A skipped result is returned as None."""
     x, W, M = cache
     dx = None
     if need_dx and W.shape[-1] == 1:
-        # PERF: with one output (the critic's last layer) the product is an outer product, and numpy's matmul
-        # of a stack with an inner size of 1 runs its own unvectorised loop: this broadcast saves 11 % of an
-        # iteration
+        # PERF: with one output (the critic's last layer) the matmul below is an outer product, for which numpy
+        # runs an unvectorised loop over a stack: this broadcast, the same numbers, saves 11 % of an iteration
         dx = dy * W.swapaxes(-1, -2)                     # (..., B, 1) * (..., 1, n_in)
     elif need_dx:
         dx = dy @ W.swapaxes(-1, -2)                     # (..., B, n_out) @ (..., n_out, n_in)
@@ -225,59 +185,56 @@ def masked_linear_backward(dy, cache, need_dx=True, need_dW=True):
         db = dy.sum(axis=-2, keepdims=True)              # b was broadcast over the batch, so we sum over it
     return dx, dW, db
 
-
 def relu_forward(z):
     """h = max(z, 0).   z: any shape"""
     h = np.maximum(z, 0)
     return h, h                                          # h > 0 exactly where z > 0, so h is the cache
 
-
 def relu_backward(dh, h):
     """through relu: dz = dh where z > 0, else 0"""
     return dh * (h > 0)
-
 
 def tanh_forward(z):
     """y = tanh(z)"""
     y = np.tanh(z)
     return y, y
 
-
 def tanh_backward(dy, y):
     """through tanh: dz = dy · (1 - y²)"""
     return dy * (1 - y * y)
 
-
 def mse_loss(pred, target):
     """L = Σ_twins mean_B (pred - target)².   pred: (..., B, 1)  target: (B, 1) -> (L, dpred)
-
     With a leading twin axis this is exactly L(θ1) + L(θ2) [TD3, Alg. 1]: a mean over the batch, summed over
-    the critics. The 1/B of the mean enters the backward pass here and nowhere else.
-    """
+    the critics. The 1/B of the mean enters the backward pass here and nowhere else."""
     n_batch = pred.shape[-2]
     diff = pred - target                                 # (..., B, 1)
     loss = float((diff * diff).sum()) / n_batch
     dpred = diff * (2.0 / n_batch)                       # ∂L/∂pred
     return loss, dpred
 
-
 # =============================================================================
-# 3. Sparsity: Erdős–Rényi masks (Eq. 1), drop-and-grow (Alg. 2), MaintainSparsity (Alg. 3), and the lab's
-#    other rules: uniform densities, gradient growth [RigL], a cosine η schedule.
+# 3. Sparsity: Erdős–Rényi masks (Eq. 1), drop-and-grow (Alg. 2) and MaintainSparsity (Alg. 3); then the lab's
+#    rules: uniform densities [Graesser], gradient growth [RigL] and a cosine η schedule [RigL; Graesser].
 # =============================================================================
 def er_probability(n_in, n_out, lam):
     """PAPER: p_l = λ_l · (n_{l-1} + n_l) / (n_{l-1} · n_l), capped at 1   [DS-TD3, Eq. 1]"""
     return min(1.0, lam * (n_in + n_out) / (n_in * n_out))
 
+def n_present(M):
+    """Connections in a 0/1 mask."""
+    return int(np.count_nonzero(M))
+
+def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
+    """M: (n_in, n_out) with each connection present independently with probability p   [DS-TD3, Eq. 1]"""
+    return (rng.random((n_in, n_out)) < p).astype(dtype)
 
 def er_densities(sizes, lams, sparsity=None):
     """Connection probability of each sparse layer of one network.
-
     sizes: [(n_in, n_out), ...] of the whole network, the last one dense (the output layer).
     lams:  λ of each sparse layer (all layers but the last).
     sparsity=None keeps the paper's λ values. A number s instead scales all the ER probabilities by one factor f
-    (each still capped at 1) so that the network's expected sparsity, counted over all its weight matrices, is s.
-    """
+    (each still capped at 1) so that the network's expected sparsity, counted over all its weight matrices, is s."""
     p_er = [er_probability(n_in, n_out, lam) for (n_in, n_out), lam in zip(sizes[:-1], lams)]
     if sparsity is None:
         return p_er
@@ -298,46 +255,22 @@ def er_densities(sizes, lams, sparsity=None):
         lo, hi = (mid, hi) if kept(mid) < budget else (lo, mid)
     return [min(1.0, hi * p) for p in p_er]
 
-
-def uniform_densities(sizes, lams, sparsity=None):
-    """The same number of weights as er_densities keeps, spread over the sparse layers at one density: the
-    uniform allocation that Erdős–Rényi is compared with [Graesser]. ER's density grows with 1/n_in + 1/n_out,
-    times the layer's λ: with the paper's λ's, Hopper's actor keeps 66 % of its 11-input first layer and 50 % of
-    its hidden layer; uniform gives both 51 %."""
-    p_er = er_densities(sizes, lams, sparsity)
-    n_sparse = [n_in * n_out for n_in, n_out in sizes[:-1]]
-    p = sum(p * n for p, n in zip(p_er, n_sparse)) / sum(n_sparse)
-    return [p] * len(n_sparse)
-
-
-def n_present(M):
-    """Connections in a 0/1 mask."""
-    return int(np.count_nonzero(M))
-
-
-def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
-    """M: (n_in, n_out) with each connection present independently with probability p   [DS-TD3, Eq. 1]"""
-    return (rng.random((n_in, n_out)) < p).astype(dtype)
-
-
 def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
     """One topology update of one sparse layer, in place   [DS-TD3, Alg. 2; SET].
-
     W, M: (n_in, n_out), contiguous. Returns (dropped, grown): flat indices, equally many (grown is empty when
     grow=False: the last update of a run drops only, as the official code does).
     Drop: the η fraction of positive weights closest to zero (the smallest positive ones) and the η fraction of
     negative weights closest to zero (the negative ones of smallest magnitude).
     Grow: as many new connections among the positions that were absent before this update: uniformly at random
-    (the paper, SET), or, given dW_dense (n_in, n_out) = ∂L/∂W at every position, where |∂L/∂W| is largest [RigL].
-    """
+    (the paper, SET), or, given dW_dense (n_in, n_out) = ∂L/∂W at every position, where |∂L/∂W| is largest [RigL]."""
     w, mask = W.reshape(-1), M.reshape(-1)               # views of the same memory (contiguous arrays)
     active = np.flatnonzero(mask)
     # CHOICE: grown positions exclude the ones just dropped, because Alg. 2 grows "new" connections; the official
     # code can regrow them (244 of 5,197 drops in one measured update). TRAP: so `free` is taken before the drop.
     free = np.flatnonzero(mask == 0)
-    # CHOICE: each sign separately, η of each (official code; Alg. 2 writes c/2 of each); w = 0 counts as
-    # positive, so an active weight stuck at exactly 0 goes first. Counts round up, so that a layer with fewer
-    # than 1/η weights of a sign still adapts, and never exceed what can be regrown.
+    # CHOICE: each sign separately, η of each (as the official code; Alg. 2 writes half the count of each);
+    # w = 0 counts as positive, so an active weight stuck at exactly 0 goes first. Counts round up, so that a
+    # layer with fewer than 1/η weights of a sign still adapts, and never exceed what can be regrown.
     pos, neg = active[w[active] >= 0], active[w[active] < 0]
     room = free.size if grow else active.size
     k_pos = min(math.ceil(eta * pos.size), room)
@@ -352,18 +285,48 @@ def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
         grown = rng.choice(free, size=dropped.size, replace=False)              # PAPER: random growth [SET]
     else:
         grown = grow_by_gradient(free, dropped.size, dW_dense)
-    # CHOICE: grown weights start at exactly 0, so the network's function does not change at the update; the
-    # official code's start one Adam step away from 0 (|w| up to 8e-4), from its dense moments
+    # CHOICE: grown weights start at exactly 0, so growing does not change the network's function (the drop above
+    # does); the official code's start one Adam step away from 0 (|w| up to 8e-4), from its dense moments
     mask[grown], w[grown] = 1, 0
     return dropped, grown
 
+def maintain_sparsity(W_targ, k):
+    """Keep the k largest |w| of a target weight matrix and zero the rest, in place   [DS-TD3, Alg. 3, Eq. 7].
+    The soft update mixes the online weights into the target, so after a topology update the target also holds
+    the online layer's new connections while its dropped ones are still decaying: more than k nonzeros. Keeping
+    the k largest |w| is zeroing the n_extra smallest nonzero |w|. Returns n_extra, the number zeroed.
+    O(n) selection (a partition), never a full sort."""
+    w = W_targ.reshape(-1)                               # (n_in·n_out,) a view: writes go to W_targ
+    n_extra = int(np.count_nonzero(w)) - k
+    if n_extra <= 0:                                     # already as sparse as its online layer: nothing to do
+        return 0
+    # Readable form:  order = np.argsort(np.abs(w)); w[order[np.count_nonzero(w == 0):][:n_extra]] = 0
+    # PERF: |w| as integer keys: the bits of a float >= 0, read as an unsigned integer, order like the numbers,
+    # and minus 1 (wrapping around) sends the zeros to the top, never among the smallest; a partition of these
+    # keys instead of a sort of floats saved 16 % of a HalfCheetah DS-TD3 iteration (README, Speed).
+    key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
+    kth = np.partition(key, n_extra - 1)[n_extra - 1]    # the n_extra-th smallest nonzero |w|, as a key
+    smallest = np.flatnonzero(key < kth)
+    ties = np.flatnonzero(key == kth)[:n_extra - smallest.size]   # exact ties at the cut: any of them will do
+    w[smallest], w[ties] = 0, 0
+    return n_extra
+
+# The lab's rules (section 1): what later work put in the place of the paper's choices.
+def uniform_densities(sizes, lams, sparsity=None):
+    """The same number of weights as er_densities keeps, spread over the sparse layers at one density: the
+    uniform allocation that Erdős–Rényi is compared with [Graesser]. ER's density grows with 1/n_in + 1/n_out,
+    times the layer's λ: with the paper's λ's, Hopper's actor keeps 66 % of its 11-input first layer and 50 % of
+    its hidden layer; uniform gives both 51 %."""
+    p_er = er_densities(sizes, lams, sparsity)
+    n_sparse = [n_in * n_out for n_in, n_out in sizes[:-1]]
+    p = sum(p * n for p, n in zip(p_er, n_sparse)) / sum(n_sparse)
+    return [p] * len(n_sparse)
 
 def grow_by_gradient(free, n, dW_dense):
     """RigL's growth rule [RigL]: the n positions of `free` where |∂L/∂W| of the current batch is largest. A
     connection that would reduce the loss fastest if it existed is the one to add."""
     score = np.abs(dW_dense.reshape(-1)[free])          # (free.size,)
     return free[np.argpartition(-score, n - 1)[:n]] if n else free[:0]
-
 
 def drop_fraction(iteration, hp):
     """η at this training iteration: constant (the paper), or decayed along a cosine from η to 0 at the last
@@ -373,31 +336,6 @@ def drop_fraction(iteration, hp):
         return hp["drop_fraction"]
     return hp["drop_fraction"] / 2 * (1 + math.cos(math.pi * min(iteration / t_stop, 1.0)))
 
-
-def maintain_sparsity(W_targ, k):
-    """Keep the k largest |w| of a target weight matrix and zero the rest, in place   [DS-TD3, Alg. 3, Eq. 7].
-
-    The soft update mixes the online weights into the target, so after a topology update the target also holds
-    the online layer's new connections while its dropped ones are still decaying: more than k nonzeros. Keeping
-    the k largest |w| is zeroing the n_extra smallest nonzero |w|. Returns n_extra, the number zeroed.
-    O(n) selection (a partition), never a full sort.
-    """
-    w = W_targ.reshape(-1)                               # (n_in·n_out,) a view: writes go to W_targ
-    n_extra = int(np.count_nonzero(w)) - k
-    if n_extra <= 0:                                     # already as sparse as its online layer: nothing to do
-        return 0
-    # PERF: |w| as integer keys: the bits of a float >= 0, read as an unsigned integer, order like the numbers,
-    # and minus 1 (wrapping around) sends the zeros to the top, never among the smallest. numpy partitions these
-    # keys in 0.55 ms per 256x256 matrix, floats (zeros set to +inf) in 0.98 ms: 16 % of a HalfCheetah DS-TD3
-    # iteration (README, Speed).
-    key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
-    kth = np.partition(key, n_extra - 1)[n_extra - 1]    # the n_extra-th smallest nonzero |w|, as a key
-    smallest = np.flatnonzero(key < kth)
-    ties = np.flatnonzero(key == kth)[:n_extra - smallest.size]   # exact ties at the cut: any of them will do
-    w[smallest], w[ties] = 0, 0
-    return n_extra
-
-
 # =============================================================================
 # 4. Actor and twin critics: compositions of section 2, parameters in plain dicts.
 #    Keys: W1 b1 W2 b2 W3 b3 (trainable), M1 M2 (masks of the sparse layers; absent for dense TD3), flat (all
@@ -405,15 +343,12 @@ def maintain_sparsity(W_targ, k):
 # =============================================================================
 TRAINABLE = ("W1", "b1", "W2", "b2", "W3", "b3")  # the keys Adam, the soft update and the flush touch; M1, M2 are masks
 
-
 def with_flat(net):
     """Gather the trainable arrays of net into one contiguous vector net["flat"] and make each array a view of it,
     so that a write to either is a write to both. Returns net.
-
     PERF: Adam, the soft update and the subnormal flush then run a dozen numpy calls over one vector instead of a
     dozen per array. Four of the six arrays are tiny (biases, the output layer): for them the calls are the cost.
-    Measured: 5 % of an iteration.
-    """
+    Measured: 5 % of an iteration."""
     net["flat"] = np.concatenate([net[key].reshape(-1) for key in TRAINABLE])
     offset = 0
     for key in TRAINABLE:
@@ -422,13 +357,11 @@ def with_flat(net):
         offset += size
     return net
 
-
 def copy_net(net):
     """The target of a network: an independent copy of its weights (same weights, same zeros), with its own flat
     vector and no masks. A target's forward needs none, as its absent weights are 0; masks copied once would go
     stale at the first topology update, and MaintainSparsity (Alg. 3) reads the online network's instead."""
     return with_flat({key: value.copy() for key, value in net.items() if key not in ("flat", "M1", "M2")})
-
 
 def init_linear(n_in, n_out, rng, n_stack=None, dtype=DTYPE):
     """Fan-in uniform init U(-1/√n_in, 1/√n_in) for W and b, as PyTorch's nn.Linear (the paper's code).
@@ -438,7 +371,6 @@ def init_linear(n_in, n_out, rng, n_stack=None, dtype=DTYPE):
     W = rng.uniform(-bound, bound, size=lead + (n_in, n_out)).astype(dtype)
     b = rng.uniform(-bound, bound, size=lead + (1, n_out)).astype(dtype)
     return W, b
-
 
 def init_mlp(sizes, densities, rng, n_stack=None, dtype=DTYPE):
     """A 3-layer MLP. densities: None (dense) or the connection probability of layers 1 and 2.
@@ -454,12 +386,9 @@ def init_mlp(sizes, densities, rng, n_stack=None, dtype=DTYPE):
             net[f"W{l}"] *= net[f"M{l}"]
     return with_flat(net)
 
-
 def actor_forward(actor, obs):
     """a = act_scale · tanh(MLP(obs)) + act_bias.   obs: (B, S) -> a: (B, A)
-
-    For a symmetric action space act_scale = max_action and act_bias = 0, the paper's tanh(z)·max_action.
-    """
+    For a symmetric action space act_scale = max_action and act_bias = 0, the paper's tanh(z)·max_action."""
     z1, lin1 = masked_linear_forward(obs, actor["W1"], actor["b1"], actor.get("M1"))  # (B, S) @ (S, H) -> (B, H)
     h1, relu1 = relu_forward(z1)
     z2, lin2 = masked_linear_forward(h1, actor["W2"], actor["b2"], actor.get("M2"))   # (B, H) @ (H, H) -> (B, H)
@@ -468,7 +397,6 @@ def actor_forward(actor, obs):
     u, tanh3 = tanh_forward(z3)                                                       # (B, A) in (-1, 1)
     a = u * actor["act_scale"] + actor["act_bias"]                                    # (B, A)
     return a, (lin1, relu1, lin2, relu2, lin3, tanh3, actor["act_scale"])
-
 
 def actor_backward(da, cache):
     """da = ∂L/∂a: (B, A) -> grads of W1 b1 W2 b2 W3 b3. The actor's input is data, so no dobs."""
@@ -480,13 +408,10 @@ def actor_backward(da, cache):
     _, dW1, db1 = masked_linear_backward(relu_backward(dh1, relu1), lin1, need_dx=False)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}
 
-
 def critic_forward(critic, obs, act):
     """Both critics at once: q[j] = Q_θj(s, a).   obs: (B, S)  act: (B, A) -> q: (2, B, 1)
-
     Passing a view of twin 0 only, {k: v[:1]}, gives Q_θ1 alone with the same code: the twin axis is then 1
-    and q is (1, B, 1). The shapes below are written for both twins.
-    """
+    and q is (1, B, 1). The shapes below are written for both twins."""
     x = np.concatenate([obs, act], axis=1)                                              # (B, S+A)
     z1, lin1 = masked_linear_forward(x, critic["W1"], critic["b1"], critic.get("M1"))  # (B, S+A)@(2, S+A, H)->(2, B, H)
     h1, relu1 = relu_forward(z1)
@@ -495,14 +420,11 @@ def critic_forward(critic, obs, act):
     q, lin3 = masked_linear_forward(h2, critic["W3"], critic["b3"])                     # (2, B, H)@(2, H, 1)->(2, B, 1)
     return q, (lin1, relu1, lin2, relu2, lin3, obs.shape[1])
 
-
 def critic_backward(dq, cache, param_grads=True):
     """dq: (2, B, 1) -> (grads, da).
-
     param_grads=True (critic step): grads of every critic parameter, da = None.
     param_grads=False (actor step): grads = None and da = ∂Q/∂a: (B, A), which the actor step chains into the
-    actor. Skipping what is not needed saves about a third of the critic's backward products.
-    """
+    actor. Skipping what is not needed saves about a third of the critic's backward products."""
     lin1, relu1, lin2, relu2, lin3, n_obs = cache
     dh2, dW3, db3 = masked_linear_backward(dq, lin3, need_dW=param_grads)                        # (2, B, H)
     dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, relu2), lin2, need_dW=param_grads)  # (2, B, H)
@@ -513,54 +435,47 @@ def critic_backward(dq, cache, param_grads=True):
         return None, dx.sum(axis=0)[:, n_obs:]                                                 # (B, A)
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "W3": dW3, "b3": db3}, None
 
-
 def n_connections(net, layers=(1, 2, 3), twin=slice(None)):
     """The connections of a network's weight matrices (biases excluded), as the paper counts them (Eq. 8): a
     sparse layer's mask entries, a dense layer's every weight; of both critic twins, or of one (twin=0). A
     connection grown at a topology update counts from then on, though its weight starts at exactly 0."""
     return sum(n_present(net[f"M{l}"][twin]) if f"M{l}" in net else net[f"W{l}"][twin].size for l in layers)
 
-
 def sparsity_of(net):
     """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
     return 1.0 - n_connections(net) / sum(net[f"W{l}"].size for l in (1, 2, 3))
-
 
 # =============================================================================
 # 5. Adam with L2 weight decay, mask-aware.
 # =============================================================================
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # PyTorch's defaults, which the paper's code uses
 
-
 def adam_init(net):
     """Zero first and second moments m_*, v_* for every trainable array, laid out like the network (one flat
     vector m_flat, v_flat with a view per array), and two scratch vectors, g_flat and tmp_flat, so that a step
     allocates nothing."""
-    state = {"t": 0}
+    opt = {"t": 0}
     for prefix in ("m_", "v_", "g_"):
         zeros = with_flat({key: np.zeros_like(net[key]) for key in TRAINABLE})
-        state.update({prefix + key: value for key, value in zeros.items()})
-    state["tmp_flat"] = np.zeros_like(net["flat"])
-    return state
+        opt.update({prefix + key: value for key, value in zeros.items()})
+    opt["tmp_flat"] = np.zeros_like(net["flat"])
+    return opt
 
-
-def adam_step(net, grads, state, lr, weight_decay):
+def adam_step(net, grads, opt, lr, weight_decay):
     """One Adam step on every trainable array of net, in place   [Adam, Alg. 1].
-
     CHOICE: masked moments. An absent weight has W = 0 and gradient 0, so g = 0 there, and m, v stay at the 0
     that topology_update leaves them at: the step moves it by exactly 0/(√0 + ε) = 0. No mask is needed here.
     Each line works on the whole network at once (flat vectors, see with_flat) and writes into an existing
-    vector (out=): the step runs every iteration, and fresh temporaries would cost as much as the arithmetic.
-    """
+    vector (out=): the step runs every iteration, and fresh temporaries would cost as much as the arithmetic."""
     beta1, beta2 = ADAM_BETAS
-    state["t"] += 1
-    t = state["t"]
-    W, m, v = net["flat"], state["m_flat"], state["v_flat"]
-    g, tmp = state["g_flat"], state["tmp_flat"]
+    opt["t"] += 1
+    t = opt["t"]
+    W, m, v = net["flat"], opt["m_flat"], opt["v_flat"]
+    g, tmp = opt["g_flat"], opt["tmp_flat"]
     # PAPER: g = ∇L + wd·W   (L2 added to the gradient, as torch.optim.Adam(weight_decay=wd) does)
     np.multiply(W, weight_decay, out=g)
     for key, dW in grads.items():
-        state["g_" + key] += dW                          # g_W1, g_b1, ... are views of g
+        opt["g_" + key] += dW                          # g_W1, g_b1, ... are views of g
     # PAPER: m ← β1·m + (1-β1)·g
     m *= beta1
     m += np.multiply(g, 1 - beta1, out=tmp)
@@ -571,7 +486,9 @@ def adam_step(net, grads, state, lr, weight_decay):
     v += tmp
     # PAPER: W ← W - lr·m̂ / (√v̂ + ε),  m̂ = m / (1-β1^t),  v̂ = v / (1-β2^t), computed as Kingma and Ba suggest
     # [Adam, Sec. 2]: W ← W - lr_t·m / (√v + ε_t) with lr_t = lr·√(1-β2^t) / (1-β1^t) and ε_t = ε·√(1-β2^t),
-    # the same update with the bias corrections in two scalars (PERF: a pass fewer; a critic step 280 µs, not 400)
+    # the same update with the bias corrections in two scalars. Readable form, with m̂ and v̂ as arrays:
+    #     W -= lr * (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + ADAM_EPS)
+    # PERF: two passes over the vectors fewer, and every line writes into an existing vector (out=)
     # TRAP: the scalars are plain Python floats; a numpy float64 scalar would turn float32 vectors into float64
     lr_t = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
     eps_t = ADAM_EPS * math.sqrt(1 - beta2 ** t)
@@ -581,7 +498,6 @@ def adam_step(net, grads, state, lr, weight_decay):
     tmp *= lr_t                                          # lr_t·m / (√v + ε_t)
     W -= tmp
 
-
 # =============================================================================
 # 6. Replay buffer: preallocated float32 arrays, filled as a ring.
 # =============================================================================
@@ -589,7 +505,6 @@ def buffer_init(capacity, n_obs, n_act, dtype=DTYPE):
     return {"obs": np.zeros((capacity, n_obs), dtype), "act": np.zeros((capacity, n_act), dtype),
             "rew": np.zeros((capacity, 1), dtype), "next_obs": np.zeros((capacity, n_obs), dtype),
             "terminated": np.zeros((capacity, 1), dtype), "ptr": 0, "size": 0, "capacity": capacity}
-
 
 def buffer_add(buf, obs, act, rew, next_obs, terminated):
     """Store one transition; the oldest is overwritten once the buffer is full.
@@ -600,12 +515,10 @@ def buffer_add(buf, obs, act, rew, next_obs, terminated):
     buf["ptr"] = (i + 1) % buf["capacity"]
     buf["size"] = min(buf["size"] + 1, buf["capacity"])
 
-
 def buffer_sample(buf, batch_size, rng):
     """B transitions drawn uniformly with replacement (as [TD3]'s code). Returns a dict of (B, ·) arrays."""
     idx = rng.integers(0, buf["size"], size=batch_size)
     return {key: buf[key][idx] for key in ("obs", "act", "rew", "next_obs", "terminated")}
-
 
 # =============================================================================
 # 7. The TD3 update: target, critic step, delayed actor step, soft update; the FLOPs it costs.
@@ -613,15 +526,14 @@ def buffer_sample(buf, batch_size, rng):
 def td3_target(actor_targ, critic_targ, batch, gamma, sigma, c, act_lo, act_hi, rng):
     """y: (B, 1). sigma, c, act_lo, act_hi: (A,), already scaled to the action range."""
     next_obs = batch["next_obs"]
-    # PAPER: ã = clip(π'(s') + clip(ε, -c, c), lo, hi),  ε ~ N(0, σ̃²)        [TD3, Alg. 1 / Eq. 15]
-    eps = np.clip(rng.standard_normal((next_obs.shape[0], sigma.size), dtype=next_obs.dtype) * sigma, -c, c)
-    a_smooth = np.clip(actor_forward(actor_targ, next_obs)[0] + eps, act_lo, act_hi)        # (B, A)
+    # PAPER: ã = clip(π'(s') + clip(ξ, -c, c), lo, hi),  ξ ~ N(0, σ̃²)        [TD3, Alg. 1 / Eq. 15]
+    xi = np.clip(rng.standard_normal((next_obs.shape[0], sigma.size), dtype=next_obs.dtype) * sigma, -c, c)
+    a_smooth = np.clip(actor_forward(actor_targ, next_obs)[0] + xi, act_lo, act_hi)         # (B, A)
     q_targ, _ = critic_forward(critic_targ, next_obs, a_smooth)                              # (2, B, 1)
     # PAPER: y = r + γ·(1 - terminated)·min(Q'1(s', ã), Q'2(s', ã))          [TD3, Alg. 1]
     # TRAP: only a true terminal state cuts the bootstrap. An episode cut by a time limit (truncated) goes on
     # in principle, so it is stored with terminated = 0 and bootstraps through the cut (sfujim/TD3#41).
     return batch["rew"] + gamma * (1 - batch["terminated"]) * q_targ.min(axis=0)            # (B, 1)
-
 
 def critic_loss_grads(critic, batch, y):
     """The critic loss Σ_j mean((Q_θj(s, a) - y)²), mean Q1(s, a), and the gradients of every critic parameter."""
@@ -630,13 +542,11 @@ def critic_loss_grads(critic, batch, y):
     grads, _ = critic_backward(dq, cache)
     return loss, float(q[0].mean()), grads
 
-
 def critic_step(critic, opt, batch, y, lr, weight_decay):
     """One Adam step of both critics on Σ_j mean((Q_θj(s, a) - y)²). Returns (loss, mean Q1)."""
     loss, q1, grads = critic_loss_grads(critic, batch, y)
     adam_step(critic, grads, opt, lr, weight_decay)
     return loss, q1
-
 
 def actor_loss_grads(actor, critic, obs):
     """The actor loss -mean(Q_θ1(s, π(s))) and the gradients of every actor parameter, through the critic
@@ -649,29 +559,24 @@ def actor_loss_grads(actor, critic, obs):
     _, da = critic_backward(dq1, critic_cache, param_grads=False)                           # (B, A)
     return -float(q1.mean()), actor_backward(da, actor_cache)
 
-
 def actor_step(actor, critic, opt, obs, lr, weight_decay):
     """One Adam step of the actor on -mean(Q_θ1(s, π(s))); only the actor moves. Returns the loss."""
     loss, grads = actor_loss_grads(actor, critic, obs)
     adam_step(actor, grads, opt, lr, weight_decay)
     return loss
 
-
 def soft_update(net, net_targ, tau):
     """PAPER: θ' ← τ·θ + (1-τ)·θ'  for every trainable array, in place   [TD3, Alg. 1; DS-TD3, Eq. 6]"""
-    targ = net_targ["flat"]                              # all trainable arrays of the target at once (with_flat)
+    targ = net_targ["flat"]                              # = every key: targ[key] = (1-τ)·targ[key] + τ·net[key]
     targ *= 1 - tau
     targ += tau * net["flat"]
 
-
 def iteration_flops(actor, critic, batch_size, policy_delay):
     """Training FLOPs of one iteration on average, counting what sections 4 and 7 compute   [DS-TD3, Eqs. 9-10].
-
     Each product with a layer of n connections costs 2·n FLOPs per sample (one multiplication and one addition
     per connection) for the forward, for the input gradient and for the weight gradient alike. Sparse layers
     count their connections only: that is the paper's metric, although numpy multiplies the masked matrices dense.
-    CHOICE: every product the code performs, on the actual schedule (the paper's own count differs: README).
-    """
+    CHOICE: every product the code performs, on the actual schedule (the paper's own count differs: README)."""
     n_a1, n_a2, n_a3 = (n_connections(actor, [l]) for l in (1, 2, 3))
     n_c1, n_c2, n_c3 = (n_connections(critic, [l]) for l in (1, 2, 3))     # both twins
     n_q1 = n_connections(critic, twin=0)                                    # Q_θ1 alone
@@ -683,12 +588,10 @@ def iteration_flops(actor, critic, batch_size, policy_delay):
                   + (n_a1 + n_a2 + n_a3) + (n_a2 + n_a3))    # backward: every dW; dx of layers 3 and 2
     return 2 * batch_size * (critic_part + actor_part / policy_delay)
 
-
 # =============================================================================
 # 8. The agent and one training iteration: the TD3 update with DS-TD3's topology and target-sparsity steps.
 # =============================================================================
 NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_critic")   # the agent's dicts
-
 
 def build_agent(n_obs, n_act, act_lo, act_hi, hp, rng, dtype=DTYPE):
     """Actor, twin critics, their targets, Adam states and the scaled noise of [TD3], in one dict.
@@ -714,12 +617,10 @@ def build_agent(n_obs, n_act, act_lo, act_hi, hp, rng, dtype=DTYPE):
             "act_lo": act_lo.astype(dtype), "act_hi": act_hi.astype(dtype),
             "sigma": hp["policy_noise"] * scale, "c": hp["noise_clip"] * scale, "expl": hp["expl_noise"] * scale}
 
-
 def as_stack(a):
     """View of a (n_in, n_out) matrix as a stack of one, so that the actor and the twin critics (2, n_in, n_out)
     go through the same per-matrix loop. A view, not a copy: writes go to the network."""
     return a.reshape((-1,) + a.shape[-2:])
-
 
 def topology_update(net, opt, eta, rng, grow=True, dense_grads=None):
     """Drop-and-grow in every sparse layer of one network, each critic twin on its own   [DS-TD3, Alg. 2].
@@ -738,37 +639,28 @@ def topology_update(net, opt, eta, rng, grow=True, dense_grads=None):
             counts[f"W{l}" if len(stacks[0]) == 1 else f"Q{j + 1}.W{l}"] = dropped.size
     return counts
 
-
 def without_masks(net):
     """A view of a network without its masks: the same forward (absent weights are 0), but a backward that
     leaves dW dense, ∂L/∂W at every position, which gradient growth ranks [RigL]."""
     return {key: value for key, value in net.items() if key not in ("M1", "M2")}
 
-
 def target_maintain_sparsity(net, net_targ):
     """MaintainSparsity on every sparse matrix of a target   [DS-TD3, Alg. 3]. Returns the number zeroed.
-
     CHOICE: k is the online layer's number of connections (its mask count); the official code counts the online
-    layer's nonzero weights, one fewer for every connection whose weight is exactly 0.
-    """
+    layer's nonzero weights, one fewer for every connection whose weight is exactly 0."""
     n_zeroed = 0
     for l in (1, 2):
         for M, W_targ in zip(as_stack(net[f"M{l}"]), as_stack(net_targ[f"W{l}"])):
             n_zeroed += maintain_sparsity(W_targ, n_present(M))
     return n_zeroed
 
-
 def topology_due(iteration, hp):
     """Which topology update this training iteration makes: "grow" (drop-and-grow), "drop" (drop only) or None.
-
     Every e iterations, DS-TD3 only. CHOICE: the first update comes at iteration e (the official code: at
-    iteration 2, then every e), a phase difference of no consequence.
-    CHOICE: adaptation stops at a fraction of the run, which at the paper's settings is the official code's
-    iteration: regrowing updates while the env step (iteration + S) is at most stop_adapt·T; the first update
-    after that point drops η of each sign and grows nothing; none after. At T = 1M, S = 25k, stop_adapt = 0.95
-    the last regrowing update is at iteration 925,000 (official: T - S - 50,000), the drop-only one at 926,000,
-    and every sparse layer ends ~5 % sparser. A 300k-step run stops at step 285,000 (official: 250,000).
-    """
+    iteration 2, then every e). CHOICE: regrowing updates while the env step (iteration + T₀) is at most
+    stop_adapt·T; the next update drops η of each sign and grows nothing; none after. At the paper's T = 1M, that
+    is the official code's last regrowing update (iteration T - T₀ - 50,000 = 925,000), and every sparse layer
+    ends ~5 % sparser. A 300k-step run stops at step 285,000 (official: 250,000)."""
     if hp["algo"] != "ds-td3" or iteration % hp["update_period"] != 0:
         return None
     last_grow = hp["stop_adapt"] * hp["total_steps"] - hp["learning_starts"]   # in iterations
@@ -778,27 +670,20 @@ def topology_due(iteration, hp):
         return "drop"
     return None
 
-
 FLUSH_EVERY = 100  # iterations between flushes of subnormal numbers (see flush_subnormals)
-
 
 def flush_subnormals(agent):
     """Set every weight, bias and Adam moment smaller in magnitude than the smallest normal float to exactly 0.
-
-    TRAP: subnormal numbers (below 1.2e-38 in float32) are handled by x86 CPUs about 100x slower than normal
-    ones, in BLAS products too. Adam with L2 weight decay drives the weights of a dead ReLU unit (gradient
-    exactly 0) and their first moments there within a few thousand iterations. Without this, dense TD3 on
-    Hopper had 13k subnormal weights of 65k in the actor's hidden layer after 19k iterations, and a run with
-    the paper's settings ran at 23-29 steps/s from step 32k on, against a median of 129 with this flush.
-    CHOICE: the hardware's flush-to-zero mode would do this, but numpy cannot switch it on. The change to the
-    network is below 1.2e-38 per weight.
-    """
+    TRAP: x86 CPUs handle subnormal numbers (below 1.2e-38 in float32) about 100x slower than normal ones, in
+    BLAS products too, and Adam with L2 weight decay drives the weights of a dead ReLU unit (gradient 0) there
+    within a few thousand iterations: without this flush, a fifth of dense TD3's hidden-layer weights on Hopper
+    became subnormal, and training ran 5x slower. CHOICE: the hardware's flush-to-zero mode would do this, but
+    numpy cannot switch it on. The change to the network is below 1.2e-38 per weight."""
     for name in NETWORKS:
         for key in ("flat", "m_flat", "v_flat"):        # all weights, biases and moments (with_flat); not scratch
             if key in agent[name]:
                 a = agent[name][key]
                 np.copyto(a, 0, where=np.abs(a) < np.finfo(a.dtype).tiny)
-
 
 def train_iteration(agent, buf, iteration, hp, rng):
     """One TD3 iteration [TD3, Alg. 1] with DS-TD3's topology and target-sparsity steps [DS-TD3, Alg. 1].
@@ -829,7 +714,6 @@ def train_iteration(agent, buf, iteration, hp, rng):
         flush_subnormals(agent)
     return out
 
-
 # =============================================================================
 # 9. Evaluation: deterministic returns, as in [TD3]'s code, and the measures that compare runs: the paper's
 #    metrics of a learning curve, and the lab's dormant units [ReDo].
@@ -851,9 +735,7 @@ def evaluate(actor, env, n_episodes, seed):
             done = terminated or truncated
     return returns
 
-
 LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluations [DS-TD3, Table 2]
-
 
 def curve_metrics(steps, returns, target=None):
     """The paper's measures of learning curves [DS-TD3, Table 2 and Sec. 5]. returns: (runs, evaluations), one
@@ -863,22 +745,19 @@ def curve_metrics(steps, returns, target=None):
     reached = steps[returns.mean(axis=0) >= target] if target is not None else []
     return returns[:, -LAST_EVALS:].mean(axis=1), returns.mean(axis=1), reached[0] if len(reached) else None
 
+DORMANT_THRESHOLD = 0.1  # a unit is dormant at or below this share of its layer's mean activation [ReDo]
 
-REDO_TAU = 0.1  # a unit is τ-dormant below this share of its layer's mean activation [ReDo]
-
-
-def dormant_fraction(hidden, tau=REDO_TAU):
-    """The fraction of τ-dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
-    batch, divided by the mean of that over its layer, is at most τ. A dormant unit no longer shapes the output;
-    sparse networks, with fewer connections per unit, may lose more of them. hidden: [(..., B, H) ReLU outputs]"""
+def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
+    """The fraction of dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
+    batch, divided by the mean of that over its layer, is at most the threshold. A dormant unit hardly shapes
+    the output; sparse networks, with fewer connections per unit, may lose more. hidden: [(..., B, H) ReLU outputs]"""
     dormant = total = 0
     for h in hidden:
         score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
         score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
-        dormant += int(np.count_nonzero(score <= tau))
+        dormant += int(np.count_nonzero(score <= threshold))
         total += score.size
     return dormant / total
-
 
 def input_connections(agent):
     """The connections that each input keeps in the first layer of the actor and of each critic: which observation
@@ -888,16 +767,14 @@ def input_connections(agent):
     masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
     return [M.sum(axis=1).astype(int).tolist() for M in masks]
 
-
 def network_dormancy(agent, buf, seed, step, n_states=256):
-    """Dormant units of the actor and of the critics on n_states replay states, drawn by a generator of their own,
-    seeded by (seed, step), so that the run's generator, and with it the run, is untouched."""
+    """Dormant units of the actor and of the critics on n_states replay states, drawn by an RNG of their own,
+    seeded by (seed, step), so that the run's RNG, and with it the run, is untouched."""
     idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=n_states)
     _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
     _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
     return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
             dormant_fraction([critic_cache[1], critic_cache[3]]))
-
 
 # =============================================================================
 # 10. The training loop: the module docstring's pseudocode, line by line.
@@ -905,53 +782,47 @@ def network_dormancy(agent, buf, seed, step, n_states=256):
 def explore(agent, obs, warm_up, rng):
     """The action taken in the training env at one step   [TD3, Alg. 1].   obs: (S,) -> act: (A,)"""
     if warm_up:
-        # CHOICE: uniform warm-up actions from our one seeded generator, not action_space.sample(), so that
-        # the generator and the seeded env resets are the only sources of randomness
+        # CHOICE: uniform warm-up actions from our one seeded RNG, not action_space.sample(), so that the RNG
+        # and the seeded env resets are the only sources of randomness
         return rng.uniform(agent["act_lo"], agent["act_hi"]).astype(DTYPE)
     # PAPER: a = clip(π(s) + N(0, (0.1·max_a)²), lo, hi)
     act = actor_forward(agent["actor"], obs[None].astype(DTYPE))[0][0]          # (1, S) -> (1, A) -> (A,)
     noise = rng.standard_normal(act.size, dtype=DTYPE) * agent["expl"]
     return np.clip(act + noise, agent["act_lo"], agent["act_hi"])
 
-
 def eval_due(step, hp):
     """Evaluate every eval_every steps, and after the last step."""
     return step % hp["eval_every"] == 0 or step == hp["total_steps"]
 
-
-def train(agent, env, eval_env, buf, hp, rng, state):
+def train(agent, env, eval_env, buf, hp, rng, loop):
     """DS-TD3's training loop [DS-TD3, Alg. 1]: the module docstring's pseudocode, line by line.
-
-    state: {"step": steps done so far, "obs": the current observation}; a fresh run starts at step 0 with the
+    loop: {"step": steps done so far, "obs": the current observation}; a fresh run starts at step 0 with the
     first observation of a seeded reset, and a resumed run where its checkpoint left off.
-    How Part II watches the run: this is a generator. After each step (and its training iteration) it yields
-    (step, log), and after each evaluation (step, {"eval_returns": returns}). The caller's for-loop body runs
-    at each yield: it prints, writes files, saves checkpoints, and ends the run by leaving the loop, before an
-    evaluation if it must (a NaN loss). The method stays here, whole: the caller can neither see into a step
-    nor change one.
-    """
-    S = hp["learning_starts"]
-    for t in range(state["step"] + 1, hp["total_steps"] + 1):
-        state["step"] = t
-        obs = state["obs"]
-        act = explore(agent, obs, t <= S, rng)
+    How Part II watches the run: this is a Python generator function. After each step (and its training
+    iteration) it yields (step, log), and after each evaluation (step, {"eval_returns": returns}). The caller's
+    for-loop body runs at each yield: it prints, writes files, saves checkpoints, and ends the run by leaving the
+    loop, before an evaluation if it must (a NaN loss). The method stays here, whole: the caller can neither see
+    into a step nor change one."""
+    T0 = hp["learning_starts"]
+    for t in range(loop["step"] + 1, hp["total_steps"] + 1):
+        loop["step"] = t
+        obs = loop["obs"]
+        act = explore(agent, obs, t <= T0, rng)
         next_obs, rew, terminated, truncated, _ = env.step(act)
         buffer_add(buf, obs, act, rew, next_obs, terminated)          # TRAP: terminated only, never truncated
-        state["obs"] = env.reset()[0] if terminated or truncated else next_obs
+        loop["obs"] = env.reset()[0] if terminated or truncated else next_obs
         log = {}
         # after a resume without the saved buffer, training waits until the buffer holds one batch again
-        if t > S and buf["size"] >= hp["batch_size"]:
-            log = train_iteration(agent, buf, t - S, hp, rng)
+        if t > T0 and buf["size"] >= hp["batch_size"]:
+            log = train_iteration(agent, buf, t - T0, hp, rng)
         yield t, log
         if eval_due(t, hp):
             yield t, {"eval_returns": evaluate(agent["actor"], eval_env, hp["eval_episodes"], hp["seed"] + 100)}
 
-
 # #############################################################################################################
 #                                       PART II — RUNNING IT
-# What a user needs around the method: the command line, environments, run folders, checkpoints, profiling and
-# the report. Nothing below changes what Part I computes. Errors have one boundary, main (section 18): bad input
-# raises RunError and ends in one line and exit code 2; a failing disk is an OSError, one line naming the file.
+# What a user needs around the method; nothing below changes what Part I computes. Errors have one boundary, main
+# (section 18): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line, exit 1.
 # #############################################################################################################
 import argparse
 import cProfile
@@ -969,7 +840,6 @@ import warnings
 import zipfile
 from importlib import metadata
 
-
 # =============================================================================
 # 11. The command line, made from HYPERPARAMETERS (section 1) and the flags of running a run.
 # =============================================================================
@@ -986,20 +856,17 @@ RUN_FLAGS = {  # name: (default, meaning, valid values), as in HYPERPARAMETERS
 }
 # mode: (the flags it reads, and where others cannot be used). A flag the mode would ignore is an error, not dropped.
 MODES = {"report": ({"report"}, "with --report"), "eval_only": ({"load", "eval_only", "eval_episodes"}, "with --load"),
-         "resume": ({"resume"}, "with --resume: a run goes on with the settings it started with (a longer --total-steps "
-                                "would move its last topology update)"),
+         "resume": ({"resume"}, "with --resume: a run goes on with the settings it started with (a longer "
+                                "--total-steps would move its last topology update)"),
          "train": (set(HYPERPARAMETERS) | {"env", "runs_dir", "log_every", "profile", "save_buffer"}, "when training")}
-
 
 class RunError(Exception):
     """What the program cannot go on with: RunError(message) or RunError(message, exit code). main prints the
     message as one line and exits with the code: 2, bad input, unless another is given."""
 
-
 class Parser(argparse.ArgumentParser):
     def error(self, message):                            # one line, instead of argparse's usage block and line
         raise RunError(message)
-
 
 def make_parser():
     p = Parser(description="DS-TD3 (dynamic sparse TD3) in numpy; the module docstring explains it.",
@@ -1014,7 +881,6 @@ def make_parser():
                            help=meaning if default is None else f"{meaning} (default: {default})")
     return p
 
-
 def range_error(name, args, interval):
     """None if the flag's value lies in its interval, written as in maths, "(0, 1]" or "(learning_starts, inf)" (an
     end may name another hyperparameter), and is finite in float32 (DTYPE); else the one line that says so."""
@@ -1026,7 +892,6 @@ def range_error(name, args, interval):
         named = "".join(f", {end} = {getattr(args, end)}" for end in ends if hasattr(args, end))
         return f"--{name.replace('_', '-')} must be in {interval}{named}, and finite in float32; not {value}"
 
-
 def check_args(args, given):
     """Reject bad input before anything is built or written: flags the mode would ignore, values outside their
     range, and settings that would never train or never adapt. Returns the mode: train, resume, eval_only, report."""
@@ -1035,15 +900,15 @@ def check_args(args, given):
     ignored = ["--" + name.replace("_", "-") for name in sorted(given - MODES[mode][0])]
     out_of_range = [range_error(name, args, valid) for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items()
                     if type(valid) is str and getattr(args, name) is not None]
-    S, T, e = args.learning_starts, args.total_steps, args.update_period
+    T0, T, e = args.learning_starts, args.total_steps, args.update_period
     checks = [
         (not ignored, f"{', '.join(ignored)} cannot be used {MODES[mode][1]}"),
         (mode != "eval_only" or (args.load and args.eval_only), "--load and --eval-only go together"),
         (not any(out_of_range), next(filter(None, out_of_range), "")),
-        (args.policy_delay > 0 and e % args.policy_delay == 0, "--update-period (e) must be a multiple of --policy-delay"),
+        (args.policy_delay > 0 and e % args.policy_delay == 0, "--update-period must be a multiple of --policy-delay"),
         (args.algo != "td3" or args.sparsity is None, "--sparsity needs a sparse --algo (ds-td3 or static-td3)"),
-        (args.algo != "ds-td3" or mode != "train" or (0 < e <= T - S and topology_due(e, vars(args)) == "grow"),
-         f"ds-td3 would regrow no connection: its first topology update (step {S + e:,}) comes after adaptation "
+        (args.algo != "ds-td3" or mode != "train" or (0 < e <= T - T0 and topology_due(e, vars(args)) == "grow"),
+         f"ds-td3 would regrow no connection: its first topology update (step {T0 + e:,}) comes after adaptation "
          f"stops (step {args.stop_adapt * T:,.0f}) or the run ends; use --algo static-td3"),
     ]
     for ok, message in checks:
@@ -1051,11 +916,9 @@ def check_args(args, given):
             raise RunError(message)
     return mode
 
-
 def hyperparameters(args):
     """The `hp` dict of Part I: the parsed flags as a plain dict, with λ1 resolved for the task."""
     return {**vars(args), "lambda_in": args.lambda_in or LAMBDA_IN.get(args.env.split("-")[0], DEFAULT_LAMBDA_IN)}
-
 
 # =============================================================================
 # 12. Environments, and the versions that a run records.
@@ -1075,15 +938,13 @@ def make_env(env_id):
                        "TD3 needs a bounded continuous (Box) action space, and this MLP a vector observation")
     return env
 
-
 def versions():
     """What it takes to repeat a run to the digit besides its command. TRAP: OpenBLAS's CPU kernels round
-    differently, and RL amplifies the difference (results/README.md): set OPENBLAS_CORETYPE to repeat a run."""
+    differently, and RL amplifies the difference (results/README.md): set OPENBLAS_CORETYPE to repeat a run
+    (blas_kernel None: OpenBLAS's own pick for the CPU)."""
     return {"python": platform.python_version(), **{dist.name: dist.version for dist in metadata.distributions()
                                                     if dist.name in ("numpy", "gymnasium", "mujoco")},
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "OpenBLAS's own pick")}
-
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "blas_kernel": os.environ.get("OPENBLAS_CORETYPE")}
 
 # =============================================================================
 # 13. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
@@ -1092,7 +953,7 @@ def versions():
 #     run rewrites them exactly, whatever a crash or another version of the program left in them.
 #
 #   The logged metrics (key=value lines, easy to grep):
-#   train_sps      steps per second of training (after the warm-up) in this process; eta, the time left, from it
+#   train_sps      steps per second of training (after the warm-up) in this process; time_left, in hours, from it
 #   loss_q         critic loss Σ_j mean((Q_j(s,a) - y)²) of the last iteration
 #   loss_pi        actor loss -mean(Q_1(s, π(s))) of the last actor step
 #   q1             mean Q_1(s, a) over the last batch, the critic's value estimate
@@ -1101,12 +962,11 @@ def versions():
 #   return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
 #   connections    connections of actor + both critics (n_connections), and of dense TD3 [DS-TD3, Eq. 8]
 #   flops          training FLOPs so far, and their ratio to dense TD3 with the same settings [DS-TD3, Eqs. 9-10]
-#   dormant_*      fraction of τ-dormant hidden units (τ = 0.1) on a batch of replay states [ReDo]
+#   dormant_*      fraction of dormant hidden units (at most 0.1 of their layer's mean) on replay states [ReDo]
 # =============================================================================
 CHECKPOINT = "checkpoint.npz"
 EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "connections", "connections_dense",
                "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "dormant_actor", "dormant_critic"]
-
 
 def write_atomically(path, write, binary=False):
     """The one way a run file is written: write(f) to a temporary file, then rename it over path. A crash or a full
@@ -1121,7 +981,6 @@ def write_atomically(path, write, binary=False):
             os.remove(tmp)
         raise OSError(err.errno, err.strerror, path) from None   # main's one line names the file
 
-
 def new_run_dir(args):
     """runs/<env>__<algo>__s<seed>__<time>/, made exclusively: a name already taken gets -2, -3, ..."""
     env = "".join(c if c.isalnum() or c in "-_." else "_" for c in args.env)   # an id like ALE/Pong-v5 too
@@ -1131,19 +990,19 @@ def new_run_dir(args):
             os.makedirs(path)                            # atomic: two runs started in one second get two folders
             return path
 
-
 def describe_run(agent, hp, args, argv):
     """The counts of this run and of dense TD3 with the same settings, and config.json, which the run header
     prints. Stops where Eq. 1 leaves a layer without connections, and warns where it makes one dense."""
     nets = (agent["actor"], agent["critic"])
     run = {"flops_iter": iteration_flops(*nets, hp["batch_size"], hp["policy_delay"]),
-           "flops_iter_dense": iteration_flops(*map(without_masks, nets), hp["batch_size"], hp["policy_delay"]),
-           "connections_dense": sum(n_connections(without_masks(net)) for net in nets)}
+           "flops_iter_dense": iteration_flops(*map(without_masks, nets), hp["batch_size"], hp["policy_delay"])}
     densities = {f"{name}.W{l}": round(n_present(agent[name][f"M{l}"]) / agent[name][f"M{l}"].size, 4)
                  for name in ("actor", "critic") for l in (1, 2) if "M1" in agent[name]}
     run["config"] = {"command": "python dst_td3.py " + " ".join(map(shlex.quote, argv)),
                      "args": {key: value for key, value in vars(args).items() if key in MODES["train"][0]},
-                     "versions": versions(), "densities": densities}
+                     "versions": versions(), "densities": densities,
+                     "connections": {"sparse": sum(map(n_connections, nets)),   # of the actor and both critics
+                                     "dense": sum(n_connections(without_masks(net)) for net in nets)}}
     for layer, p in densities.items():
         flag = "--lambda-in" if layer.endswith("W1") else "--lambda-hidden"
         if p == 0:
@@ -1153,7 +1012,6 @@ def describe_run(agent, hp, args, argv):
                   f"{flag} keeps it sparse, as do more inputs (Ant-v5 has 105, Ant-v4 27)", flush=True)
     return run
 
-
 def topology_rows(agent, step):
     """topology.csv's rows of one evaluation (input_connections); at step 0, its header."""
     if step == 0:
@@ -1162,21 +1020,19 @@ def topology_rows(agent, step):
                  *(f"act_{i}" for i in range(agent["critic"]["W1"].shape[1] - n_obs))]]
     return [[step, name, *counts] for name, counts in zip(("actor", "critic1", "critic2"), input_connections(agent))]
 
-
 def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
     """One evaluation: its rows, a checkpoint, then eval.csv, topology.csv and a line."""
     step, flops = loop["step"], loop["flops"]
     loop["last_eval"] = float(returns.mean())
     ratio = flops / loop["flops_dense"] if loop["flops_dense"] else run["flops_iter"] / run["flops_iter_dense"]
     row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes,
-           n_connections(agent["actor"]) + n_connections(agent["critic"]), run["connections_dense"],
+           n_connections(agent["actor"]) + n_connections(agent["critic"]), run["config"]["connections"]["dense"],
            f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}", f"{flops:.4e}",
            f"{ratio:.4f}", *(f"{x:.4f}" for x in network_dormancy(agent, buf, args.seed, step))]
     loop["eval.csv"].append([str(cell) for cell in row])
     loop["topology.csv"] += [[str(cell) for cell in row] for row in topology_rows(agent, step)]
     save_run(run, agent, buf, rng, env, loop)
     print("eval " + " ".join(f"{k}={v}" for k, v in zip(EVAL_FIELDS, loop["eval.csv"][-1])), flush=True)
-
 
 def record_step(info, step, loop, run, clock, agent, hp):
     """What Part II does after every step: count FLOPs (fewer after a drop-only topology update), time training,
@@ -1195,27 +1051,24 @@ def record_step(info, step, loop, run, clock, agent, hp):
         raise RunError(f"training stopped at step {step}: {', '.join(broken)} not finite (NaN or inf); the last good "
                        f"checkpoint is {os.path.join(run['dir'], CHECKPOINT)}", 1)
 
-
 def print_progress(step, T, loop, agent, clock):
     """One key=value progress line: the speed of training (after the warm-up) and the time left."""
-    speed = " eta=after the warm-up"
+    speed = " time_left=after the warm-up"
     if "train_start" in clock:
         train_sps = (step - clock["train_start"][1]) / (time.perf_counter() - clock["train_start"][0])
-        speed = f" train_sps={train_sps:.0f} eta={(T - step) / train_sps / 3600:.2f}h"
+        speed = f" train_sps={train_sps:.0f} time_left={(T - step) / train_sps / 3600:.2f}h"
     losses = "".join(f" {k}={clock['log'][k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in clock["log"])
     print(f"step={step}/{T} ({step / T:.1%}){speed} last_eval={loop['last_eval']:.1f}{losses} "
           f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f}",
           flush=True)
-
 
 # =============================================================================
 # 14. Checkpoints and resume: arrays, and two JSON strings, in one .npz (no pickle).
 # =============================================================================
 BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
 
-
 def env_state(env, saved=None):
-    """The training env's state (saved=None), or restore saved into it: its random generator (used by reset), the
+    """The training env's state (saved=None), or restore saved into it: its RNG (used by reset), the
     time-limit counter, and MuJoCo's whole integration state, the solver's warm start included, so that the env
     continues mid-episode exactly. A task without MuJoCo starts a new episode instead (returns False)."""
     u = env.unwrapped
@@ -1234,62 +1087,57 @@ def env_state(env, saved=None):
         mujoco.mj_setState(u.model, u.data, np.array(saved["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
     return "mujoco" in saved
 
-
 def save_run(run, agent, buf, rng, env, loop):
     """Everything a run needs to continue, in checkpoint.npz: the networks and Adam, the replay buffer (with
-    --save-buffer), and as JSON the state of the loop (the CSV rows too), of the generator and of the env. Then
+    --save-buffer), and as JSON the state of the loop (the CSV rows too), of the RNG and of the env. Then
     config.json, and eval.csv and topology.csv from the rows the checkpoint holds. Adam's scratch vectors g_* and
     tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
     arrays = {f"{name}/{key}": value for name in NETWORKS for key, value in agent[name].items()
               if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat")}
     if run["config"]["args"]["save_buffer"]:
         arrays.update({f"buffer/{key}": buf[key][:buf["size"]] for key in BUFFER_KEYS})
-    state = {"loop": {**loop, "obs": loop["obs"].tolist()}, "rng": rng.bit_generator.state, "env": env_state(env),
+    progress = {"loop": {**loop, "obs": loop["obs"].tolist()}, "rng": rng.bit_generator.state, "env": env_state(env),
              "buffer": {"ptr": buf["ptr"], "size": buf["size"]}, "adam_t": [agent["opt_actor"]["t"],
                                                                          agent["opt_critic"]["t"]]}
-    arrays["state"], arrays["config"] = np.array(json.dumps(state)), np.array(json.dumps(run["config"]))
+    arrays["progress"], arrays["config"] = np.array(json.dumps(progress)), np.array(json.dumps(run["config"]))
     write_atomically(os.path.join(run["dir"], CHECKPOINT), lambda f: np.savez(f, **arrays), binary=True)
     write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(run["config"], f, indent=2))
     for name in ("eval.csv", "topology.csv"):
         write_atomically(os.path.join(run["dir"], name), lambda f: csv.writer(f).writerows(loop[name]))
 
-
 def load_checkpoint(path):
-    """(path, arrays, config, state) of a checkpoint, a file or a run folder's; one line if it cannot be read: if it
+    """(path, arrays, config, progress) of a checkpoint, a file or a run folder's; one line if it cannot be read: if it
     is missing, truncated, not a checkpoint, or one of another version of this program (a KeyError)."""
     path = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
-        return path, data, json.loads(str(data["config"])), json.loads(str(data["state"]))
+        return path, data, json.loads(str(data["config"])), json.loads(str(data["progress"]))
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise RunError(f"cannot read the checkpoint {path}: {getattr(err, 'strerror', None) or repr(err)}") from None
 
-
-def resume_from(data, state, agent, buf, rng, env, loop):
-    """Load a checkpoint into the run that its config.json built: networks, generator, loop, buffer and env."""
+def resume_from(data, progress, agent, buf, rng, env, loop):
+    """Load a checkpoint into the run that its config.json built: networks, RNG, loop, buffer and env."""
     for key, value in data.items():                     # the same configuration built both: the same shapes
         name, _, array = key.partition("/")
         if name in NETWORKS or name == "buffer":
             (agent.get(name) or buf)[array][:len(value)] = value
-    agent["opt_actor"]["t"], agent["opt_critic"]["t"] = state["adam_t"]
-    loop.update(state["loop"], obs=np.array(state["loop"]["obs"]))
-    rng.bit_generator.state = state["rng"]
+    agent["opt_actor"]["t"], agent["opt_critic"]["t"] = progress["adam_t"]
+    loop.update(progress["loop"], obs=np.array(progress["loop"]["obs"]))
+    rng.bit_generator.state = progress["rng"]
     if "buffer/obs" in data:
-        buf.update(state["buffer"])
+        buf.update(progress["buffer"])
     else:
         print("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs", flush=True)
-    if not env_state(env, state["env"]):
+    if not env_state(env, progress["env"]):
         loop["obs"] = env.reset()[0]
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
-
 
 # =============================================================================
 # 15. Profiling (--profile): the share of the wall time of each phase, from Python's profiler, cProfile.
 # =============================================================================
 PHASES = ("explore", "buffer_sample", "td3_target", "critic_step", "topology_update", "actor_step", "soft_update",
           "target_maintain_sparsity", "flush_subnormals", "evaluate")   # Part I's functions, one per phase
-
 
 def print_profile(profiler, wall, env):
     """The share of the wall time that each phase took: the cumulative time of its function, as cProfile measured
@@ -1304,7 +1152,6 @@ def print_profile(profiler, wall, env):
     for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
         print(f"profile: {phase:<24s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
 
-
 # =============================================================================
 # 16. Evaluating a saved policy (--load CHECKPOINT --eval-only).
 # =============================================================================
@@ -1317,7 +1164,6 @@ def eval_only(args, argv):
           f"return_mean={returns.mean():.2f} return_std={returns.std():.2f}", flush=True)
     return 0
 
-
 # =============================================================================
 # 17. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
 #     A *comparison* is the runs of one env planned for one length T; its rows are the algorithms and the lab's
@@ -1327,10 +1173,8 @@ ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order, a
 COLOURS = ("#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 NOT_SETTINGS = ("algo", "seed", "total_steps", "eval_every", "eval_episodes")   # what a row's label leaves out
 
-
 def report_warning(message):
     print(f"report: warning: {message}", file=sys.stderr, flush=True)
-
 
 def read_run(path):
     """One run folder: its settings and the evaluations of eval.csv whose every cell is a finite number (read by
@@ -1353,7 +1197,6 @@ def read_run(path):
         return report_warning(f"{path} has no evaluations yet; left out")
     return {"args": args, **{key: np.array([row.get(key, np.nan) for row in good]) for key in EVAL_FIELDS}}
 
-
 def group_runs(folders):
     """{(env, T): {label: [runs]}} of every run below the folders, each run once, in the report's order. The runs
     of one env and one planned length T (a *comparison*) are compared with each other, one row per label: the
@@ -1373,7 +1216,6 @@ def group_runs(folders):
     return {comparison: {label: groups[comparison][label] for label in sorted(groups[comparison], key=lambda l: (
         ALGOS.index(l.split()[0]), l))} for comparison in sorted(groups, key=lambda c: (c[0], -c[1]))}
 
-
 def group_metrics(runs, steps):
     """The paper's metrics of one row's runs at the evaluation steps of its comparison."""
     returns = np.array([[run["return_mean"][run["step"] == s][0] for s in steps] for run in runs])   # (runs, steps)
@@ -1384,7 +1226,6 @@ def group_metrics(runs, steps):
             **{key: np.mean([run[key][run["step"] <= steps[-1]][-1] for run in runs]) for key in (
                 "connections", "flops_vs_dense", "dormant_actor", "dormant_critic")}}   # at the last step; NaN: older
 
-
 def print_row(name, label, m, dense):
     """One row of the report's table, in Markdown (README, Results); dense: the TD3 row of its comparison."""
     hit = dense and curve_metrics(m["curve_steps"], m["returns"], dense["final"][0])[2]
@@ -1394,12 +1235,10 @@ def print_row(name, label, m, dense):
           f"| {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} | {m['connections']:,.0f} | {m['flops_vs_dense']:.2f}× "
           f"| {dormant} |", flush=True)
 
-
 def svg(name, text=None, **attributes):
     """One SVG element, as text: svg("rect", x=1, fill="none") -> '<rect x="1" fill="none"/>'."""
     tag = name + "".join(f' {key.replace("_", "-")}="{value}"' for key, value in attributes.items())
     return f"<{tag}/>" if text is None else f"<{tag}>{text}</{name}>"
-
 
 def svg_panel(name, curves, colours, x0, width=340, height=250, left=55, top=30, bottom=40):
     """One panel: a frame with the range of each axis, and per row of the report the seed-mean curve and a ±1 std
@@ -1417,7 +1256,7 @@ def svg_panel(name, curves, colours, x0, width=340, height=250, left=55, top=30,
 
     out = [svg("text", name, x=px + plot_w / 2, y=top - 10, text_anchor="middle"),
            svg("rect", x=px, y=top, width=plot_w, height=plot_h, fill="none", stroke="#444"),
-           svg("text", 0, x=px, y=py + 16), svg("text", f"{x_max:,} steps", x=px + plot_w, y=py + 16, text_anchor="end"),
+           svg("text", f"0 to {x_max:,} steps", x=px + plot_w, y=py + 16, text_anchor="end"),
            svg("text", f"{y_lo:.0f}", x=px - 4, y=py, text_anchor="end"),
            svg("text", f"{y_hi:.0f}", x=px - 4, y=top + 8, text_anchor="end")]
     for i, (label, c) in enumerate(curves.items()):
@@ -1429,7 +1268,6 @@ def svg_panel(name, curves, colours, x0, width=340, height=250, left=55, top=30,
                 svg("line", x1=px, y1=height + 6 + 14 * i, x2=px + 20, y2=height + 6 + 14 * i, stroke=colours[label],
                     stroke_width=2), svg("text", label, x=px + 25, y=height + 10 + 14 * i)]   # the legend, below
     return svg("g", "\n".join(out), id=f"panel-{name}")
-
 
 def report(args, argv):
     """--report: read every run below the folders, print the table and write the figure, a panel per comparison,
@@ -1462,14 +1300,13 @@ def report(args, argv):
     print(f"figure: {figure}", flush=True)
     return 0
 
-
 # =============================================================================
 # 18. main: build the run, watch the training loop of Part I, and report. The one error boundary.
 # =============================================================================
 def start_run(args, argv):
     """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint: its settings
     then are those of its config.json, not today's defaults."""
-    resume = args.resume and load_checkpoint(args.resume)   # (path, arrays, config, state)
+    resume = args.resume and load_checkpoint(args.resume)   # (path, arrays, config, progress)
     if resume:
         args = argparse.Namespace(**{**vars(make_parser().parse_args([])), **resume[2]["args"]})
     env, eval_env = make_env(args.env), make_env(args.env)
@@ -1488,9 +1325,9 @@ def start_run(args, argv):
             "flops": 0.0, "flops_dense": 0.0,                      # training FLOPs so far, and dense TD3's
             "eval.csv": [EVAL_FIELDS], "topology.csv": topology_rows(agent, 0)}   # the rows of the CSVs
     if resume:
-        path, data, run["config"], state = resume
+        path, data, run["config"], progress = resume
         run["dir"] = os.path.dirname(path) or "."
-        resume_from(data, state, agent, buf, rng, env, loop)
+        resume_from(data, progress, agent, buf, rng, env, loop)
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
         print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
     else:
@@ -1499,7 +1336,6 @@ def start_run(args, argv):
     for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
         print(f"{key}: {' '.join(f'{k}={v}' for k, v in value.items()) if type(value) is dict else value}", flush=True)
     return args, hp, agent, env, eval_env, buf, rng, loop, run
-
 
 def run_training(args, argv):
     """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
@@ -1536,7 +1372,6 @@ def run_training(args, argv):
         print_profile(profiler, wall, env)
     return 0
 
-
 def main(argv=None):
     """Run the mode the flags ask for. Every failure ends here in one line on stderr, without a traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -1560,7 +1395,6 @@ def main(argv=None):
     except KeyboardInterrupt:                            # Ctrl-C where the training loop's handler is not set
         print("dst_td3.py: interrupted", file=sys.stderr, flush=True)
         return 130
-
 
 if __name__ == "__main__":
     sys.exit(main())

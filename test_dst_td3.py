@@ -907,7 +907,7 @@ def interrupted_run(parent, argv, at_line, sig):
 
 def checkpoint_state(run_dir):
     with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
-        return {key: data[key] for key in data.files}, json.loads(str(data["state"]))
+        return {key: data[key] for key in data.files}, json.loads(str(data["progress"]))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -972,9 +972,9 @@ def test_checkpoints_that_cannot_be_read(tmp_path):
     blob = open(os.path.join(only_run_dir(tmp_path / "run"), "checkpoint.npz"), "rb").read()
     (tmp_path / "truncated.npz").write_bytes(blob[: len(blob) // 2])
     (tmp_path / "corrupt.npz").write_bytes(b"not a checkpoint" * 100)
-    np.savez(tmp_path / "older.npz", config=np.array("{}"))          # another version: no state
+    np.savez(tmp_path / "older.npz", config=np.array("{}"))          # another version: no progress
     for name, message in (("missing.npz", "No such file or directory"), ("truncated.npz", "BadZipFile"),
-                          ("corrupt.npz", "ValueError"), ("older.npz", "KeyError('state')")):
+                          ("corrupt.npz", "ValueError"), ("older.npz", "KeyError('progress')")):
         for argv in (["--load", str(tmp_path / name), "--eval-only"], ["--resume", str(tmp_path / name)]):
             res = run_cli(*argv)
             assert_one_line_error(res, f"cannot read the checkpoint {tmp_path / name}: ")
@@ -1229,7 +1229,8 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     make_run(tmp_path / "b", "Hopper-v4", "td3", 1, np.arange(8) * 100.0, 1000, 1.0)              # shorter
     make_run(tmp_path / "c", "Hopper-v4", "td3", 2, np.arange(12) * 100.0, 1000, 1.0, batch_size=256)
     with open(tmp_path / "c" / "eval.csv", "a") as f:
-        f.write("65000,12\n65000,nan,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2\n70000,inf,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2")
+        f.write("65000,12\n65000,nan,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2\n"
+                "70000,inf,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2")
     make_run(tmp_path / "empty", "Hopper-v4", "td3", 3, [], 1000, 1.0)
     make_run(tmp_path / "older", "Hopper-v4", "td3", 4, np.arange(12) * 100.0, 1000, 1.0)
     config = json.load(open(tmp_path / "older" / "config.json"))

@@ -386,6 +386,8 @@ def test_flat_vector_and_its_arrays_are_one_memory_and_a_copy_is_independent():
 # ------------------------------------------------------------------- 5. Adam
 @exercise(7, "update m ← β1·m + (1-β1)·g, v ← β2·v + (1-β2)·g² and W ← W - lr·m̂/(√v̂ + ε), with g = ∇L + wd·W")
 def test_adam_matches_the_textbook_formula():
+    """Each term of Adam on its own, at every step, so that a wrong one is named: the decayed gradient g, the
+    moments m and v, and the update with the bias-corrected m̂ and v̂ (a missing correction is recognised)."""
     rng = np.random.default_rng(11)
     W0 = rng.standard_normal((3, 4))
     net = {k: np.zeros((1, 1)) for k in ("b1", "W2", "b2", "W3", "b3")}
@@ -394,15 +396,27 @@ def test_adam_matches_the_textbook_formula():
     opt = d.adam_init(net)
     m = v = np.zeros_like(W0)
     W = W0.copy()
+    lr, wd, (b1, b2), eps = 1e-2, 0.1, d.ADAM_BETAS, d.ADAM_EPS
     for t in range(1, 6):
         grad = rng.standard_normal(W.shape)
-        d.adam_step(net, {"W1": grad}, opt, 1e-2, 0.1)
-        g = grad + 0.1 * W
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        W = W - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        d.adam_step(net, {"W1": grad}, opt, lr, wd)
+        g = grad + wd * W
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+        for name, got, want in (("the decayed gradient g = ∇L + wd·W (in opt['g_W1'])", opt["g_W1"], g),
+                                ("the first moment m ← β1·m + (1-β1)·g", opt["m_W1"], m),
+                                ("the second moment v ← β2·v + (1-β2)·g²", opt["v_W1"], v)):
+            assert np.allclose(got, want, rtol=1e-10, atol=1e-14), \
+                f"adam_step: step {t}: {name} is off by {np.abs(got - want).max():.1e}"
+        step = W - net["W1"]
+        for term, wrong in (("the bias correction m̂ = m / (1 - β1^t)", lr * m / (np.sqrt(v_hat) + eps)),
+                            ("the bias correction v̂ = v / (1 - β2^t)", lr * m_hat / (np.sqrt(v) + eps)),
+                            ("both bias corrections", lr * m / (np.sqrt(v) + eps))):
+            assert not np.allclose(step, wrong, rtol=1e-6), f"adam_step: step {t}: W moved as if {term} were " \
+                "missing: W ← W - lr·m̂ / (√v̂ + ε) needs m̂ and v̂, not m and v"
+        W = W - lr * m_hat / (np.sqrt(v_hat) + eps)
         assert np.allclose(net["W1"], W, rtol=1e-10, atol=1e-12), \
-            f"adam_step: step {t} gives W off by {np.abs(net['W1'] - W).max():.1e} from Adam's formula"
+            f"adam_step: step {t}: the update W ← W - lr·m̂ / (√v̂ + ε) is off by {np.abs(net['W1'] - W).max():.1e}"
 
 
 def test_adam_keeps_float32_precision():

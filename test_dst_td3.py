@@ -801,7 +801,8 @@ def assert_one_line_error(res, message, code=2):
     (["--policy-noise", "1e300"], "finite in float32; not 1e+300"),      # finite in float64 only
     (["--batch-size", "abc"], "invalid int value: 'abc'"),               # argparse's own line, without its usage
     (["--algo", "sac"], "invalid choice: 'sac'"),
-    (["--figure", "x.svg"], "unrecognized arguments: --figure"),
+    (["--figure", "x.svg"], "unrecognized arguments: --figure"),        # flags of older versions, gone
+    (["--load", "x.npz", "--eval-only", "--render"], "unrecognized arguments: --render"),
     # settings that would never train, or never adapt, or a flag the mode would ignore
     (["--update-period", "5", "--policy-delay", "2"], "multiple of --policy-delay"),
     (["--sparsity", "0.5", "--algo", "td3"], "--sparsity needs a sparse --algo"),

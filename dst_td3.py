@@ -716,7 +716,7 @@ def train_iteration(agent, buf, iteration, hp, rng):
 
 # =============================================================================
 # 9. Evaluation: deterministic returns, as in [TD3]'s code, and the measures that compare runs: the paper's
-#    metrics of a learning curve, and the lab's dormant units [ReDo].
+#    metrics of a learning curve, the lab's dormant units [ReDo], and the inputs that DS-TD3 keeps connected.
 # =============================================================================
 def evaluate(actor, env, n_episodes, seed):
     """Undiscounted returns of the deterministic policy π(s) (no exploration noise) over n_episodes.
@@ -759,14 +759,6 @@ def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
         total += score.size
     return dormant / total
 
-def input_connections(agent):
-    """The connections that each input keeps in the first layer of the actor and of each critic: which observation
-    features (and, for the critics, action entries) DS-TD3 keeps connected. Dense TD3 keeps all H of each.
-    Returns [(S,) actor, (S+A,) critic 1, (S+A,) critic 2]."""
-    actor, critic = agent["actor"], agent["critic"]
-    masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
-    return [M.sum(axis=1).astype(int).tolist() for M in masks]
-
 def network_dormancy(agent, buf, seed, step, n_states=256):
     """Dormant units of the actor and of the critics on n_states replay states, drawn by an RNG of their own,
     seeded by (seed, step), so that the run's RNG, and with it the run, is untouched."""
@@ -775,6 +767,14 @@ def network_dormancy(agent, buf, seed, step, n_states=256):
     _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
     return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
             dormant_fraction([critic_cache[1], critic_cache[3]]))
+
+def input_connections(agent):
+    """The connections that each input keeps in the first layer of the actor and of each critic: which observation
+    features (and, for the critics, action entries) DS-TD3 keeps connected. Dense TD3 keeps all H of each.
+    Returns [(S,) actor, (S+A,) critic 1, (S+A,) critic 2]."""
+    actor, critic = agent["actor"], agent["critic"]
+    masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
+    return [M.sum(axis=1).astype(int).tolist() for M in masks]
 
 # =============================================================================
 # 10. The training loop: the module docstring's pseudocode, line by line.

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -1064,14 +1063,19 @@ def test_a_closed_stdout_ends_quietly_and_the_run_keeps_its_checkpoint(tmp_path)
     assert os.path.isfile(os.path.join(only_run_dir(tmp_path), "checkpoint.npz"))
 
 
-def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path):
-    pytest.importorskip("mujoco")
-    assert run_cli(*SHORT, "--total-steps", "300", "--runs-dir", str(tmp_path)).returncode == 0
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "dst_td3.py"), "--load", only_run_dir(tmp_path),
-                             "--eval-only", "--eval-episodes", "100000"], stderr=subprocess.PIPE, text=True, cwd=HERE)
-    time.sleep(8)                                        # evaluating, where no stop handler is set
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130 and proc.stderr.read().strip() == "dst_td3.py: interrupted"
+@pytest.mark.parametrize("argv,where", [(["--load", "RUN", "--eval-only"], "evaluate"),     # evaluating
+                                        (["--report", "results"], "group_runs"),          # reporting
+                                        (["--algo", "td3", "--learning-starts", "9"], "make_env")])   # before the loop
+def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path, monkeypatch, capsys, argv, where):
+    def interrupted(*args, **kwargs):                    # Ctrl-C arrives here, where no stop handler is set
+        raise KeyboardInterrupt
+    monkeypatch.setattr(d, where, interrupted)
+    argv = [arg.replace("RUN", str(tmp_path)).replace("results", os.path.join(HERE, "results")) for arg in argv]
+    if where == "evaluate":
+        np.savez(tmp_path / "checkpoint.npz", config=np.array(json.dumps({"args": {"env": "Pendulum-v1", "seed": 0}})),
+                 progress=np.array("{}"), **{"actor/W1": np.zeros((3, 2))})
+    code = d.main(argv + (["--runs-dir", str(tmp_path)] if where == "make_env" else []))
+    assert code == 130 and capsys.readouterr().err == "dst_td3.py: interrupted\n", f"main: Ctrl-C in {where}"
 
 
 def test_run_folders_two_in_the_same_second_and_env_ids_with_a_slash(tmp_path, monkeypatch, capsys):

@@ -1018,7 +1018,8 @@ def no_temporary_files(folder):
     return glob.glob(os.path.join(str(folder), "**", "*.tmp"), recursive=True)
 
 
-@pytest.mark.parametrize("case", ["runs-dir is a file", "read-only", "disk full", "out of memory"])
+@pytest.mark.parametrize("case", ["runs-dir is a file", "read-only", "resume a read-only run", "disk full",
+                                  "out of memory"])
 def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch, capsys, case):
     pytest.importorskip("mujoco")
     argv = [*SHORT, "--total-steps", "600", "--runs-dir", str(tmp_path / "runs")]
@@ -1030,6 +1031,16 @@ def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch,
             raise OSError(errno.EROFS, "Read-only file system", path)
         monkeypatch.setattr(os, "makedirs", read_only)
         message = "Read-only file system"
+    elif case == "resume a read-only run":               # the run's folder is there, but cannot be written
+        assert d.main([*argv[:-2], "--total-steps", "300", "--runs-dir", str(tmp_path / "runs")]) == 0
+        run_dir = only_run_dir(tmp_path / "runs")
+        before = {name: open(os.path.join(run_dir, name), "rb").read() for name in os.listdir(run_dir)}
+        capsys.readouterr()
+
+        def read_only(tmp, path):
+            raise OSError(errno.EROFS, "Read-only file system")
+        monkeypatch.setattr(os, "replace", read_only)
+        argv, message = ["--resume", run_dir], f"{run_dir}/checkpoint.npz: Read-only file system"
     elif case == "disk full":                            # the third save (at step 600) meets a full disk
         real_savez, calls = np.savez, []
 
@@ -1051,6 +1062,8 @@ def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch,
     assert no_temporary_files(tmp_path) == [], "a failed write must leave no temporary file"
     if case == "disk full":                              # the checkpoint of step 300 is kept, whole
         assert checkpoint_state(only_run_dir(tmp_path / "runs"))[1]["loop"]["step"] == 300
+    if case == "resume a read-only run":                 # and the run's files are as they were
+        assert {name: open(os.path.join(run_dir, name), "rb").read() for name in os.listdir(run_dir)} == before
 
 
 def test_a_closed_stdout_ends_quietly_and_the_run_keeps_its_checkpoint(tmp_path):

@@ -303,7 +303,7 @@ def maintain_sparsity(W_targ, k):
     # Readable form:  order = np.argsort(np.abs(w)); w[order[np.count_nonzero(w == 0):][:n_extra]] = 0
     # PERF: |w| as integer keys: the bits of a float >= 0, read as an unsigned integer, order like the numbers,
     # and minus 1 (wrapping around) sends the zeros to the top, never among the smallest; a partition of these
-    # keys instead of a sort of floats saved 16 % of a HalfCheetah DS-TD3 iteration (README, Speed).
+    # keys instead of a sort of floats saved 16 % of a HalfCheetah DS-TD3 iteration (measured with --profile).
     key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
     kth = np.partition(key, n_extra - 1)[n_extra - 1]    # the n_extra-th smallest nonzero |w|, as a key
     smallest = np.flatnonzero(key < kth)
@@ -576,7 +576,7 @@ def iteration_flops(actor, critic, batch_size, policy_delay):
     Each product with a layer of n connections costs 2·n FLOPs per sample (one multiplication and one addition
     per connection) for the forward, for the input gradient and for the weight gradient alike. Sparse layers
     count their connections only: that is the paper's metric, although numpy multiplies the masked matrices dense.
-    CHOICE: every product the code performs, on the actual schedule (the paper's own count differs: README)."""
+    CHOICE: every product the code performs, on its schedule; the paper counts otherwise: compare ratios to dense."""
     n_a1, n_a2, n_a3 = (n_connections(actor, [l]) for l in (1, 2, 3))
     n_c1, n_c2, n_c3 = (n_connections(critic, [l]) for l in (1, 2, 3))     # both twins
     n_q1 = n_connections(critic, twin=0)                                    # Q_θ1 alone

@@ -1291,10 +1291,14 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
 
 
 def test_report_reads_the_committed_results(tmp_path):
-    """Every committed run is read (no warning), and its table has the groups the README shows."""
+    """Every committed run is read (no warning), and each row of the README's results table is the report's own."""
     import shutil
     shutil.copytree(os.path.join(HERE, "results"), tmp_path / "results")
     res = run_cli("--report", str(tmp_path / "results"))
     assert res.returncode == 0 and res.stderr == "", res.stderr
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "algorithm" not in line]
     assert len(rows) >= 15 and "figure: " in res.stdout, f"report: every group of results/ has a row: {rows}"
+    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+        readme = [line for line in f.read().splitlines() if "× |" in line]   # the results table's rows
+    stale = [line for line in readme if line not in rows]
+    assert len(readme) >= 10 and not stale, f"README: results rows that `--report results` no longer prints: {stale}"

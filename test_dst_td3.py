@@ -1786,6 +1786,8 @@ def failure_of(report_path, result):
         n_cases += 1
         for kind in ("failure", "error", "skipped"):
             problem = case.find(kind)
+            if problem is not None and problem.get("message") == "collection failure":
+                return import_failure(problem.text or "")
             if problem is not None:
                 message = first_line(problem.get("message") or problem.text or kind)
                 for prefix in ("AssertionError: ", "Failed: ", "Skipped: "):
@@ -1794,6 +1796,15 @@ def failure_of(report_path, result):
     if n_cases == 0 or result.returncode != 0:
         return first_line(result.stdout.split("=" * 10)[-1]) or "the tests did not run"
     return None
+
+
+def import_failure(text):
+    """Why the student's file does not import, from pytest's report of it: the error, and where."""
+    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")] or ["unknown error"]
+    where = [line for line in lines if line.startswith("File ")]
+    if where:
+        return f"the file does not import: {lines[-1]} ({where[0]})"
+    return f"the file does not import: {lines[-1]}"
 
 
 def grade_exercise(path, row, seed):
@@ -2140,6 +2151,14 @@ def test_course_commands_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, m
                             cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr.splitlines()[-1], result.stderr
     assert read_text(tmp_path / "FOLDER" / "work.py") == "# the student's work\n"
+
+
+def test_a_file_that_does_not_import_costs_each_exercise_one_line(tmp_path):
+    path = tmp_path / "student.py"
+    write_text(path, read_text(os.path.join(HERE, "dst_td3.py")).replace("return dh * (h > 0)", "return dh * (h > 0) +"))
+    points, output = grade_exercise(path, EXERCISES[0], 0)
+    assert points == 0 and output.startswith("the file does not import: SyntaxError: invalid syntax") \
+        and "line " in output, output
 
 
 def test_readme_teaching_table_is_the_exercise_table():

@@ -30,7 +30,7 @@ of the actor and the targets); one iteration follows every step after the first 
 
 Shape legend:  B batch   S observation size   A action size   H hidden width (256)
                2 the twin-critic axis: both critics live in one array, Q1 at index 0 and Q2 at index 1.
-Symbols (each has one meaning, here and in the code; the flag that sets it in brackets):
+Symbols (each has one meaning in the pseudocode below; the flag that sets it in brackets):
   s, a, r, s'   observation, action, reward, next observation;  lo, hi the action bounds, max_a = (hi - lo) / 2
   t, i          environment step, training iteration i = t - T₀;  T the run's steps [--total-steps], T₀ the
                 uniformly random warm-up steps [--learning-starts], B transitions per iteration [--batch-size]
@@ -107,7 +107,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np
 
-DTYPE = np.float32  # training runs in float32 end to end; the tests run every function in float64
+DTYPE = np.float32  # training runs in float32 end to end; the tests check the math in float64
 
 # The hyperparameters, one line each: the paper's value [DS-TD3, Sec. 5; TD3, Sec. 6], what it means, and the
 # values it may take: an interval (an end may name another hyperparameter), or the choices. Those marked (lab)
@@ -424,7 +424,7 @@ def critic_backward(dq, cache, param_grads=True):
     """dq: (2, B, 1) -> (grads, da).
     param_grads=True (critic step): grads of every critic parameter, da = None.
     param_grads=False (actor step): grads = None and da = ∂Q/∂a: (B, A), which the actor step chains into the
-    actor. Skipping what is not needed saves about a third of the critic's backward products."""
+    actor. Skipping what is not needed saves about half of the critic's backward products."""
     lin1, relu1, lin2, relu2, lin3, n_obs = cache
     dh2, dW3, db3 = masked_linear_backward(dq, lin3, need_dW=param_grads)                        # (2, B, H)
     dh1, dW2, db2 = masked_linear_backward(relu_backward(dh2, relu2), lin2, need_dW=param_grads)  # (2, B, H)
@@ -740,7 +740,7 @@ LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluatio
 def curve_metrics(steps, returns, target=None):
     """The paper's measures of learning curves [DS-TD3, Table 2 and Sec. 5]. returns: (runs, evaluations), one
     curve per seed, at the same steps. Returns per seed its final return, the mean of its last 10 evaluations,
-    and its learning-curve area, the mean of all its evaluations (an unnormalised area under the curve); and the
+    and its learning-curve area, the mean of all its evaluations (the area under the curve over its length); and the
     first step at which the seeds' mean curve reaches `target` (dense TD3's final return), or None."""
     reached = steps[returns.mean(axis=0) >= target] if target is not None else []
     return returns[:, -LAST_EVALS:].mean(axis=1), returns.mean(axis=1), reached[0] if len(reached) else None
@@ -854,6 +854,10 @@ RUN_FLAGS = {  # name: (default, meaning, valid values), as in HYPERPARAMETERS
     "eval_only": (False, "evaluate the --load policy for --eval-episodes episodes on its task, and exit", None),
     "report": (None, "DIR [DIR ...]: the paper's metrics of the runs below, and their curves in DIR/report.svg", None),
 }
+# The flags that only some algorithms read: a flag the algorithm would ignore is an error, as one a mode would ignore.
+SPARSE_FLAGS = {"sparsity", "lambda_in", "lambda_hidden", "distribution"}                # ds-td3 and static-td3
+ADAPTING_FLAGS = {"drop_fraction", "update_period", "stop_adapt", "grow", "drop_schedule"}   # ds-td3 only
+NOT_READ_BY = {"ds-td3": set(), "static-td3": ADAPTING_FLAGS, "td3": SPARSE_FLAGS | ADAPTING_FLAGS}
 # mode: (the flags it reads, and where others cannot be used). A flag the mode would ignore is an error, not dropped.
 MODES = {"report": ({"report"}, "with --report"), "eval_only": ({"load", "eval_only", "eval_episodes"}, "with --load"),
          "resume": ({"resume"}, "with --resume: a run goes on with the settings it started with (a longer "
@@ -877,6 +881,7 @@ def make_parser():
             p.add_argument(flag, action="store_true", help=meaning)
         else:
             p.add_argument(flag, type=kind, default=default, nargs="+" if name == "report" else None,
+                           action="extend" if name == "report" else "store",   # --report A --report B: both
                            choices=valid if type(valid) is tuple else None,
                            help=meaning if default is None else f"{meaning} (default: {default})")
     return p
@@ -898,6 +903,7 @@ def check_args(args, given):
     mode = ("report" if args.report else "eval_only" if args.load or args.eval_only
             else "resume" if args.resume else "train")
     ignored = ["--" + name.replace("_", "-") for name in sorted(given - MODES[mode][0])]
+    unread = ["--" + name.replace("_", "-") for name in sorted(given & NOT_READ_BY[args.algo])]
     out_of_range = [range_error(name, args, valid) for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items()
                     if type(valid) is str and getattr(args, name) is not None]
     T0, T, e = args.learning_starts, args.total_steps, args.update_period
@@ -906,7 +912,7 @@ def check_args(args, given):
         (mode != "eval_only" or (args.load and args.eval_only), "--load and --eval-only go together"),
         (not any(out_of_range), next(filter(None, out_of_range), "")),
         (args.policy_delay > 0 and e % args.policy_delay == 0, "--update-period must be a multiple of --policy-delay"),
-        (args.algo != "td3" or args.sparsity is None, "--sparsity needs a sparse --algo (ds-td3 or static-td3)"),
+        (not unread, f"{', '.join(unread)} cannot be used with --algo {args.algo}, which does not read it"),
         (args.algo != "ds-td3" or mode != "train" or (0 < e <= T - T0 and topology_due(e, vars(args)) == "grow"),
          f"ds-td3 would regrow no connection: its first topology update (step {T0 + e:,}) comes after adaptation "
          f"stops (step {args.stop_adapt * T:,.0f}) or the run ends; use --algo static-td3"),
@@ -915,6 +921,20 @@ def check_args(args, given):
         if not ok:
             raise RunError(message)
     return mode
+
+def check_sparsity(hp, n_obs, n_act):
+    """The one condition under which Part I raises for bad input (er_densities): a --sparsity that the sparse
+    layers cannot reach while the output layer stays dense. Checked here, before Part I runs, with the highest
+    sparsity each network can reach: all its sparse weights absent, n_sparse / (n_sparse + n_output)."""
+    if hp["sparsity"] is None:
+        return
+    H = hp["hidden"]
+    for name, n_in, n_out in (("actor", n_obs, n_act), ("critic", n_obs + n_act, 1)):
+        n_sparse = n_in * H + H * H
+        highest = n_sparse / (n_sparse + H * n_out)
+        if hp["sparsity"] >= highest:
+            raise RunError(f"--sparsity {hp['sparsity']} cannot be reached with a dense output layer: the {name} "
+                           f"of this task reaches at most {math.floor(highest * 1e4) / 1e4}")
 
 def hyperparameters(args):
     """The `hp` dict of Part I: the parsed flags as a plain dict, with λ1 resolved for the task."""
@@ -969,9 +989,10 @@ EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "connections", "
                "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "dormant_actor", "dormant_critic"]
 
 def write_atomically(path, write, binary=False):
-    """The one way a run file is written: write(f) to a temporary file, then rename it over path. A crash or a full
-    disk at any moment leaves the old file or the new one, never half of one, and no temporary file."""
-    tmp = path + ".tmp"
+    """The one way a run file is written: write(f) to a temporary file of this process's own, then rename it over
+    path. A full disk or Ctrl-C at any moment leaves the old file or the new one, never half of one, and removes
+    the temporary file (only a process killed outright, as by SIGKILL, can leave one behind)."""
+    tmp = f"{path}.{os.getpid()}.tmp"                   # two processes never share one temporary file
     try:
         with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
             write(f)
@@ -980,6 +1001,10 @@ def write_atomically(path, write, binary=False):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise OSError(err.errno, err.strerror, path) from None   # main's one line names the file
+    except BaseException:                                # Ctrl-C, or an exception inside write
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 def new_run_dir(args):
     """runs/<env>__<algo>__s<seed>__<time>/, made exclusively: a name already taken gets -2, -3, ..."""
@@ -1106,15 +1131,24 @@ def save_run(run, agent, buf, rng, env, loop):
         write_atomically(os.path.join(run["dir"], name), lambda f: csv.writer(f).writerows(loop[name]))
 
 def load_checkpoint(path):
-    """(path, arrays, config, progress) of a checkpoint, a file or a run folder's; one line if it cannot be read: if it
-    is missing, truncated, not a checkpoint, or one of another version of this program (a KeyError)."""
+    """(path, arrays, config, progress) of a checkpoint, a file or a run folder's; one line that says why if it
+    cannot be read: it is missing, truncated, not a checkpoint, or one of another version of this program."""
     path = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
-        return path, data, json.loads(str(data["config"])), json.loads(str(data["progress"]))
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        raise RunError(f"cannot read the checkpoint {path}: {getattr(err, 'strerror', None) or repr(err)}") from None
+    except OSError as err:
+        raise RunError(f"cannot read the checkpoint {path}: {err.strerror}") from None
+    except (ValueError, EOFError, TypeError, zipfile.BadZipFile) as err:   # TypeError: a .npy holds one array
+        raise RunError(f"cannot read the checkpoint {path}: it is not an .npz file ({type(err).__name__})") from None
+    another = "so another version of dst_td3.py wrote it, or another program"
+    for key in ("config", "progress"):
+        if key not in data:
+            raise RunError(f"cannot read the checkpoint {path}: it has no '{key}', {another}")
+    config = json.loads(str(data["config"]))
+    if "args" not in config:
+        raise RunError(f"cannot read the checkpoint {path}: its config has no 'args', {another}")
+    return path, data, config, json.loads(str(data["progress"]))
 
 def resume_from(data, progress, agent, buf, rng, env, loop):
     """Load a checkpoint into the run that its config.json built: networks, RNG, loop, buffer and env."""
@@ -1186,6 +1220,8 @@ def read_run(path):
             header, *rows = list(csv.reader(f)) or [[]]
     except (OSError, ValueError, KeyError, TypeError):
         return report_warning(f"{path} is not a readable run (config.json and eval.csv); left out")
+    if args["algo"] not in ALGOS or type(args["total_steps"]) is not int or type(args["seed"]) is not int:
+        return report_warning(f"{path}/config.json is not one of dst_td3.py (algo {args['algo']!r}); left out")
     good = []
     for row in rows:
         with contextlib.suppress(ValueError):
@@ -1225,6 +1261,11 @@ def group_metrics(runs, steps):
             "final": (final.mean(), final.std()), "area": (area.mean(), area.std()),
             **{key: np.mean([run[key][run["step"] <= steps[-1]][-1] for run in runs]) for key in (
                 "connections", "flops_vs_dense", "dormant_actor", "dormant_critic")}}   # at the last step; NaN: older
+
+def td3_label(label):
+    """The label of the dense TD3 row that a row is compared with: td3, with the row's settings that td3 reads."""
+    settings = [setting for setting in label.split()[1:] if setting.split("=")[0] not in NOT_READ_BY["td3"]]
+    return " ".join(["td3", *settings])
 
 def print_row(name, label, m, dense):
     """One row of the report's table, in Markdown (README, Results); dense: the TD3 row of its comparison."""
@@ -1282,9 +1323,13 @@ def report(args, argv):
         if not steps.size:                               # e.g. two --eval-every values that never meet
             report_warning(f"{name}: its runs share no evaluation step; left out")
             continue
+        longer = sum(run["step"][-1] > steps[-1] for runs in rows.values() for run in runs)
+        if longer:
+            report_warning(f"{name}: read to step {steps[-1]:,}, the last that all its runs reached ({longer} "
+                           "went further)")
         panels[name] = {label: group_metrics(runs, steps) for label, runs in rows.items()}
         for label, m in panels[name].items():
-            print_row(name, label, m, panels[name].get("td3"))
+            print_row(name, label, m, panels[name].get(td3_label(label)))
     if not panels:
         raise RunError(f"no runs with evaluations below {', '.join(args.report)}")
     labels = dict.fromkeys([*ALGOS, *(label for curves in panels.values() for label in curves)])
@@ -1313,11 +1358,9 @@ def start_run(args, argv):
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
     hp = hyperparameters(args)
+    check_sparsity(hp, n_obs, n_act)
     rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
-    try:
-        agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
-    except ValueError as err:
-        raise RunError(f"{err}; ask for a lower --sparsity") from None
+    agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)   # any error here is a bug: a traceback shows it
     buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
     run = describe_run(agent, hp, args, argv)
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
@@ -1375,6 +1418,8 @@ def run_training(args, argv):
 def main(argv=None):
     """Run the mode the flags ask for. Every failure ends here in one line on stderr, without a traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):              # a character the terminal cannot show (₀ in cp1252,
+        stream.reconfigure(errors="backslashreplace")    # or in ASCII) is escaped, never an error
     try:
         args = make_parser().parse_args(argv)
         given = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}   # --a-b=1: a_b

@@ -886,40 +886,77 @@ def make_parser():
                            help=meaning if default is None else f"{meaning} (default: {default})")
     return p
 
+LARGEST_INT = 2 ** 53  # the largest integer that a float64 holds exactly: the schedule multiplies T by fractions
+
+def interval_end(end, args):
+    """One end of an interval of the table: a number, inf, or the value of the hyperparameter it names."""
+    if hasattr(args, end):
+        return getattr(args, end)
+    return float(end)
+
 def range_error(name, args, interval):
     """None if the flag's value lies in its interval, written as in maths, "(0, 1]" or "(learning_starts, inf)" (an
-    end may name another hyperparameter), and is finite in float32 (DTYPE); else the one line that says so."""
-    value, ends = getattr(args, name), [end.strip() for end in interval[1:-1].split(",")]
-    lo, hi = (float(getattr(args, end, end)) for end in ends)
-    above = value > lo or (interval[0] == "[" and value == lo)
-    below = value < hi or (interval[-1] == "]" and value == hi)
-    if not (above and below and abs(value) <= float(np.finfo(DTYPE).max)):
-        named = "".join(f", {end} = {getattr(args, end)}" for end in ends if hasattr(args, end))
-        return f"--{name.replace('_', '-')} must be in {interval}{named}, and finite in float32; not {value}"
+    end may name another hyperparameter); else the one line that says so, in flag names. Each value is checked in
+    its own type: an int as an int, at most LARGEST_INT; a float as the float32 (DTYPE) that training uses, which
+    must be finite, so that --lr 1e-50, 0 in float32, is not in (0, inf)."""
+    value = getattr(args, name)
+    flag = "--" + name.replace("_", "-")
+    used = value
+    if type(value) is float:
+        with np.errstate(over="ignore"):
+            used = float(DTYPE(value))                   # 1e300 becomes inf, 1e-50 becomes 0
+        if not math.isfinite(used):
+            return f"{flag} must be finite in float32; not {value}"
+    elif abs(value) > LARGEST_INT:
+        return f"{flag} must be at most 2**53; not {value}"
+    ends = [end.strip() for end in interval[1:-1].split(",")]
+    lo = interval_end(ends[0], args)
+    hi = interval_end(ends[1], args)
+    above = used > lo or (interval[0] == "[" and used == lo)
+    below = used < hi or (interval[-1] == "]" and used == hi)
+    if above and below:
+        return None
+    shown = interval
+    for end in ends:
+        if hasattr(args, end):
+            shown = shown.replace(end, f"--{end.replace('_', '-')} = {getattr(args, end)}")
+    if used != value:
+        return f"{flag} must be in {shown}; not {value} ({used:g} in float32)"
+    return f"{flag} must be in {shown}; not {value}"
+
+def run_mode(args):
+    """What the flags ask for: report, eval_only, resume or train."""
+    if args.report:
+        return "report"
+    if args.load or args.eval_only:
+        return "eval_only"
+    if args.resume:
+        return "resume"
+    return "train"
 
 def check_args(args, given):
-    """Reject bad input before anything is built or written: flags the mode would ignore, values outside their
-    range, and settings that would never train or never adapt. Returns the mode: train, resume, eval_only, report."""
-    mode = ("report" if args.report else "eval_only" if args.load or args.eval_only
-            else "resume" if args.resume else "train")
+    """Reject bad input before anything is built or written, in this order: flags the mode would ignore, values
+    outside their range, and settings that would never train or never adapt. Returns the mode (run_mode)."""
+    mode = run_mode(args)
     ignored = ["--" + name.replace("_", "-") for name in sorted(given - MODES[mode][0])]
+    if ignored:
+        raise RunError(f"{', '.join(ignored)} cannot be used {MODES[mode][1]}")
+    if mode == "eval_only" and not (args.load and args.eval_only):
+        raise RunError("--load and --eval-only go together")
+    for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
+        if type(valid) is str and getattr(args, name) is not None:
+            message = range_error(name, args, valid)
+            if message:
+                raise RunError(message)
+    if args.update_period % args.policy_delay != 0:
+        raise RunError("--update-period must be a multiple of --policy-delay")
     unread = ["--" + name.replace("_", "-") for name in sorted(given & NOT_READ_BY[args.algo])]
-    out_of_range = [range_error(name, args, valid) for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items()
-                    if type(valid) is str and getattr(args, name) is not None]
+    if unread:
+        raise RunError(f"{', '.join(unread)} cannot be used with --algo {args.algo}, which does not read it")
     T0, T, e = args.learning_starts, args.total_steps, args.update_period
-    checks = [
-        (not ignored, f"{', '.join(ignored)} cannot be used {MODES[mode][1]}"),
-        (mode != "eval_only" or (args.load and args.eval_only), "--load and --eval-only go together"),
-        (not any(out_of_range), next(filter(None, out_of_range), "")),
-        (args.policy_delay > 0 and e % args.policy_delay == 0, "--update-period must be a multiple of --policy-delay"),
-        (not unread, f"{', '.join(unread)} cannot be used with --algo {args.algo}, which does not read it"),
-        (args.algo != "ds-td3" or mode != "train" or (0 < e <= T - T0 and topology_due(e, vars(args)) == "grow"),
-         f"ds-td3 would regrow no connection: its first topology update (step {T0 + e:,}) comes after adaptation "
-         f"stops (step {args.stop_adapt * T:,.0f}) or the run ends; use --algo static-td3"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise RunError(message)
+    if args.algo == "ds-td3" and mode == "train" and not (e <= T - T0 and topology_due(e, vars(args)) == "grow"):
+        raise RunError(f"ds-td3 would regrow no connection: its first topology update (step {T0 + e:,}) comes after "
+                       f"adaptation stops (step {args.stop_adapt * T:,.0f}) or the run ends; use --algo static-td3")
     return mode
 
 def check_sparsity(hp, n_obs, n_act):

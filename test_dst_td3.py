@@ -1114,17 +1114,21 @@ def assert_one_line_error(res, message, code=2):
 
 @pytest.mark.parametrize("argv,message", [
     # values outside the table's ranges, or not numbers at all
-    (["--total-steps", "0"], "--total-steps must be in (learning_starts, inf)"),
-    (["--total-steps", "1000", "--learning-starts", "1000"], "learning_starts = 1000"),
-    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "total_steps = 400"),
-    (["--batch-size", "200", "--buffer-size", "100"], "--buffer-size must be in [batch_size, inf)"),
+    (["--total-steps", "0"], "--total-steps must be in (--learning-starts = 25000, inf); not 0"),
+    (["--total-steps", "1000", "--learning-starts", "1000"], "(--learning-starts = 1000, inf); not 1000"),
+    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "[1, --total-steps = 400]"),
+    (["--batch-size", "200", "--buffer-size", "100"], "--buffer-size must be in [--batch-size = 200, inf)"),
+    (["--total-steps", "1" + "0" * 309], "--total-steps must be at most 2**53"),    # checked as an int
+    (["--total-steps", "1" + "0" * 30, "--buffer-size", "1" + "0" * 30], "--total-steps must be at most 2**53"),
+    (["--lr", "1e-50"], "--lr must be in (0, inf); not 1e-50 (0 in float32)"),     # checked as float32
+    (["--tau", "1e-46"], "--tau must be in (0, 1]; not 1e-46 (0 in float32)"),
     (["--sparsity", "1.0"], "--sparsity must be in [0, 1)"),
     (["--lambda-in", "-1"], "--lambda-in must be in (0, inf)"),
     (["--drop-fraction", "1.5"], "--drop-fraction"),
     (["--update-period", "0"], "--update-period"),
     (["--tau", "0"], "--tau"),
     (["--gamma", "1.5"], "--gamma"),
-    (["--seed", "-1"], "--seed"),
+    (["--seed", "-1"], "--seed must be in [0, inf); not -1"),                  # an int: no float32 in it
     (["--log-every", "0"], "--log-every"),
     (["--expl-noise", "inf"], "finite in float32; not inf"),
     (["--lr", "nan"], "not nan"),

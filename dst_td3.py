@@ -828,6 +828,7 @@ import argparse
 import cProfile
 import contextlib
 import csv
+import io
 import itertools
 import json
 import platform
@@ -1007,7 +1008,7 @@ def versions():
 # 13. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
 #     counts of the run header), eval.csv (a row per evaluation), topology.csv (a row per evaluation and network)
 #     and checkpoint.npz. The checkpoint holds the rows of both CSVs, which are written whole from it: a resumed
-#     run rewrites them exactly, whatever a crash or another version of the program left in them.
+#     run rewrites them exactly where a crash left them behind, and stops where they hold what it did not write.
 #
 #   The logged metrics (key=value lines, easy to grep):
 #   train_sps      steps per second of training (after the warm-up) in this process; time_left, in hours, from it
@@ -1163,9 +1164,31 @@ def save_run(run, agent, buf, rng, env, loop):
                                                                          agent["opt_critic"]["t"]]}
     arrays["progress"], arrays["config"] = np.array(json.dumps(progress)), np.array(json.dumps(run["config"]))
     write_atomically(os.path.join(run["dir"], CHECKPOINT), lambda f: np.savez(f, **arrays), binary=True)
-    write_atomically(os.path.join(run["dir"], "config.json"), lambda f: json.dump(run["config"], f, indent=2))
-    for name in ("eval.csv", "topology.csv"):
-        write_atomically(os.path.join(run["dir"], name), lambda f: csv.writer(f).writerows(loop[name]))
+    for name, write in text_files(run, loop).items():
+        write_atomically(os.path.join(run["dir"], name), write)
+
+def text_files(run, loop):
+    """{name: write(f)} of a run folder's text files, each written whole from what the checkpoint holds."""
+    return {"config.json": lambda f: json.dump(run["config"], f, indent=2),
+            "eval.csv": lambda f: csv.writer(f).writerows(loop["eval.csv"]),
+            "topology.csv": lambda f: csv.writer(f).writerows(loop["topology.csv"])}
+
+def check_resume_loses_nothing(run, loop):
+    """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this
+    destroys nothing it did not write: each file must be what the checkpoint writes, or the start of it (a
+    crash between the checkpoint's write and theirs). A line or column added since, another version's file, or
+    another run's checkpoint copied into the folder, stops the resume with a line that names the file."""
+    for name, write in text_files(run, loop).items():
+        path = os.path.join(run["dir"], name)
+        if not os.path.exists(path):
+            continue
+        expected = io.StringIO(newline="")
+        write(expected)
+        with open(path, newline="", encoding="utf-8") as f:
+            found = f.read()
+        if not expected.getvalue().startswith(found):
+            raise RunError(f"cannot resume: {path} holds what its checkpoint did not write (a line or column "
+                           "added since, or another run's); move the file aside to resume, and it is written anew")
 
 def load_checkpoint(path):
     """(path, arrays, config, progress) of a checkpoint, a file or a run folder's; one line that says why if it
@@ -1408,6 +1431,7 @@ def start_run(args, argv):
         path, data, run["config"], progress = resume
         run["dir"] = os.path.dirname(path) or "."
         resume_from(data, progress, agent, buf, rng, env, loop)
+        check_resume_loses_nothing(run, loop)
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
         print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
     else:

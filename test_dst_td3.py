@@ -1272,21 +1272,34 @@ def test_interrupt_and_resume_is_exactly_the_uninterrupted_run(tmp_path, sig):
         assert open(os.path.join(run_a, name)).read() == open(os.path.join(run_b, name)).read(), name
 
 
-def test_resume_rewrites_the_csvs_whole_from_the_checkpoint(tmp_path):
-    """The data-loss row: an eval.csv with a column of another version, a blank and a malformed row, and a row
-    written after the checkpoint. The resumed run's files are the uninterrupted run's, and no row is lost."""
+def test_resume_destroys_nothing_it_did_not_write(tmp_path):
+    """The data-loss rows. A resume rewrites a folder's text files from the checkpoint: where eval.csv lags behind
+    it (a crash between the two writes) it goes on and ends as the uninterrupted run; where eval.csv holds what
+    the checkpoint did not write (another version's column, a note, another run's checkpoint copied in), it stops
+    with one line and leaves every file as it was."""
     pytest.importorskip("mujoco")
     assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path / "a")).returncode == 0
     interrupted_run(tmp_path / "b", [*SHORT, "--save-buffer"], "eval step=600", signal.SIGINT)
-    run_b = only_run_dir(tmp_path / "b")
+    run_a, run_b = only_run_dir(tmp_path / "a"), only_run_dir(tmp_path / "b")
     path = os.path.join(run_b, "eval.csv")
     rows = list(csv.reader(open(path)))
-    rows = [row + ["another version's column"] for row in rows] + [[], ["1000", "not a number"]]
+    for edited in ([row + ["another version's column"] for row in rows], rows + [[], ["1000", "a note"]]):
+        csv.writer(open(path, "w", newline="")).writerows(edited)
+        before = {name: open(os.path.join(run_b, name), "rb").read() for name in os.listdir(run_b)}
+        res = run_cli("--resume", os.path.join(run_b, "checkpoint.npz"))      # a checkpoint, or its folder
+        assert_one_line_error(res, f"cannot resume: {path} holds what its checkpoint did not write")
+        assert {name: open(os.path.join(run_b, name), "rb").read() for name in os.listdir(run_b)} == before
+    shutil.copy(os.path.join(run_a, "checkpoint.npz"), os.path.join(run_b, "checkpoint.npz"))   # another run's
     csv.writer(open(path, "w", newline="")).writerows(rows)
-    res = run_cli("--resume", os.path.join(run_b, "checkpoint.npz"))      # a checkpoint, or its folder
+    assert_one_line_error(run_cli("--resume", run_b), "cannot resume: ")
+    interrupted_run(tmp_path / "c", [*SHORT, "--save-buffer"], "eval step=600", signal.SIGINT)
+    run_c = only_run_dir(tmp_path / "c")
+    lagging = list(csv.reader(open(os.path.join(run_c, "eval.csv"))))[:-1]
+    csv.writer(open(os.path.join(run_c, "eval.csv"), "w", newline="")).writerows(lagging)
+    res = run_cli("--resume", run_c)
     assert res.returncode == 0, res.stderr
-    run_a = only_run_dir(tmp_path / "a")
-    assert open(path).read() == open(os.path.join(run_a, "eval.csv")).read(), "resume: eval.csv rewritten whole"
+    assert open(os.path.join(run_c, "eval.csv")).read() == open(os.path.join(run_a, "eval.csv")).read(), \
+        "resume: a lagging eval.csv is written whole, as the uninterrupted run's"
     assert no_temporary_files(tmp_path) == []
 
 

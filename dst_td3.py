@@ -1053,6 +1053,25 @@ def new_run_dir(args):
             os.makedirs(path)                            # atomic: two runs started in one second get two folders
             return path
 
+def hold_run_dir(path):
+    """Hold a run folder for this process, so that two processes never write one folder at once: a second one,
+    say a --resume of a run still going, stops with one line. The lock is the operating system's, on run.lock,
+    and ends with the process however it ends, so a killed run never leaves its folder held. Returns the open
+    lock file, which the run keeps until it ends."""
+    lock = open(os.path.join(path, "run.lock"), "a")
+    try:
+        if os.name == "nt":                              # Windows
+            import msvcrt
+            msvcrt.locking(lock.fileno(), msvcrt.LK_NBLCK, 1)
+        else:                                            # Linux, macOS
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise RunError(f"{path} is being written by another process (it holds {path}/run.lock); let it end "
+                       "first") from None
+    return lock
+
 def describe_run(agent, hp, args, argv):
     """The counts of this run and of dense TD3 with the same settings, and config.json, which the run header
     prints. Stops where Eq. 1 leaves a layer without connections, and warns where it makes one dense."""
@@ -1430,12 +1449,14 @@ def start_run(args, argv):
     if resume:
         path, data, run["config"], progress = resume
         run["dir"] = os.path.dirname(path) or "."
+        run["lock"] = hold_run_dir(run["dir"])
         resume_from(data, progress, agent, buf, rng, env, loop)
         check_resume_loses_nothing(run, loop)
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
         print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
     else:
         run["dir"] = run["config"]["run_dir"] = new_run_dir(args)
+        run["lock"] = hold_run_dir(run["dir"])
     save_run(run, agent, buf, rng, env, loop)                # a checkpoint at step 0: never a run without one
     for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
         print(f"{key}: {' '.join(f'{k}={v}' for k, v in value.items()) if type(value) is dict else value}", flush=True)

@@ -1303,6 +1303,22 @@ def test_resume_destroys_nothing_it_did_not_write(tmp_path):
     assert no_temporary_files(tmp_path) == []
 
 
+def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
+    """A --resume of a run that is still going stops with one line, and the running run goes on untouched; once
+    it has ended, however it ended (SIGKILL here), its folder can be resumed."""
+    pytest.importorskip("mujoco")
+    proc = start_run(tmp_path, [*SHORT, "--total-steps", "3000", "--save-buffer"])
+    for line in proc.stdout:
+        if line.startswith("eval step=300"):
+            break
+    run_dir = only_run_dir(tmp_path)
+    assert_one_line_error(run_cli("--resume", run_dir), f"{run_dir} is being written by another process")
+    proc.kill()
+    proc.communicate(timeout=60)
+    res = run_cli("--resume", run_dir)
+    assert res.returncode == 0 and "resume: continuing" in res.stdout, res.stderr
+
+
 def test_resume_without_buffer_says_so_and_finishes(tmp_path):
     pytest.importorskip("mujoco")
     code, out, _ = interrupted_run(tmp_path, SHORT, "step=300/", signal.SIGINT)

@@ -873,19 +873,50 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):                            # one line, instead of argparse's usage block and line
         raise RunError(message)
 
+# --help's groups, in order: every flag of HYPERPARAMETERS and RUN_FLAGS is in one of them
+HELP_GROUPS = {
+    "experiment": ("env", "algo", "seed", "total_steps", "learning_starts"),
+    "TD3 [TD3, Alg. 1]": ("batch_size", "buffer_size", "hidden", "gamma", "tau", "lr", "weight_decay", "expl_noise",
+                          "policy_noise", "noise_clip", "policy_delay"),
+    "DS-TD3 [DS-TD3, Alg. 1-3]": ("lambda_in", "lambda_hidden", "drop_fraction", "update_period", "stop_adapt"),
+    "the lab: later work's choices, not the paper's": ("sparsity", "grow", "drop_schedule", "distribution"),
+    "evaluation, logging and run folders": ("eval_every", "eval_episodes", "runs_dir", "log_every", "profile",
+                                            "save_buffer"),
+    "other modes": ("resume", "load", "eval_only", "report"),
+}
+NO_DEFAULT_TYPES = {"sparsity": float, "lambda_in": float, "resume": str, "load": str, "report": str}
+METAVARS = {"env": "ID", "runs_dir": "DIR", "resume": "RUN_DIR", "load": "CHECKPOINT", "report": "DIR"}
+
+def flag_help(name, default, meaning):
+    """A flag's line in --help: its meaning, its default, and for λ1 the paper's value for each task."""
+    if name == "lambda_in":
+        tasks = ", ".join(f"{task} {lam:g}" for task, lam in LAMBDA_IN.items())
+        meaning = f"{meaning}: {tasks}; other tasks {DEFAULT_LAMBDA_IN:g}"
+    if default is None:
+        return meaning
+    return f"{meaning} (default: {default})"
+
 def make_parser():
-    p = Parser(description="DS-TD3 (dynamic sparse TD3) in numpy; the module docstring explains it.",
-               allow_abbrev=False)
-    for name, (default, meaning, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
-        flag, kind = "--" + name.replace("_", "-"), type(default) if default is not None else float if valid else str
-        if default is False:
-            p.add_argument(flag, action="store_true", help=meaning)
-        else:
-            p.add_argument(flag, type=kind, default=default, nargs="+" if name == "report" else None,
-                           action="extend" if name == "report" else "store",   # --report A --report B: both
-                           choices=valid if type(valid) is tuple else None,
-                           help=meaning if default is None else f"{meaning} (default: {default})")
-    return p
+    """The command line, from HYPERPARAMETERS and RUN_FLAGS: a flag per row, in HELP_GROUPS."""
+    parser = Parser(description="DS-TD3 (dynamic sparse TD3) in numpy; the module docstring explains it.",
+                    allow_abbrev=False)
+    flags = {**HYPERPARAMETERS, **RUN_FLAGS}
+    for title, names in HELP_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            default, meaning, valid = flags[name]
+            flag = "--" + name.replace("_", "-")
+            text = flag_help(name, default, meaning)
+            if default is False:
+                group.add_argument(flag, action="store_true", help=text)
+            elif name == "report":                       # --report A B, or --report A --report B: all of them
+                group.add_argument(flag, nargs="+", action="extend", metavar=METAVARS[name], help=text)
+            elif type(valid) is tuple:
+                group.add_argument(flag, default=default, choices=valid, help=text)
+            else:
+                kind = NO_DEFAULT_TYPES.get(name, type(default))
+                group.add_argument(flag, type=kind, default=default, metavar=METAVARS.get(name), help=text)
+    return parser
 
 LARGEST_INT = 2 ** 53  # the largest integer that a float64 holds exactly: the schedule multiplies T by fractions
 

@@ -1104,6 +1104,12 @@ def test_defaults_are_the_papers_and_help_documents_every_flag():
         assert "--" + name.replace("_", "-") in out, f"--help: --{name} is missing"
         assert " ".join(meaning.split()[:4]) in out, f"--help: the meaning of --{name} is missing"
     assert "target update rate τ (default: 0.005)" in out and "(default: None)" not in out
+    grouped = [name for names in d.HELP_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted({**d.HYPERPARAMETERS, **d.RUN_FLAGS}), "HELP_GROUPS: each flag in one group"
+    assert out.index("experiment: --env ID") < out.index("TD3 [TD3, Alg. 1]:") < out.index("other modes:"), \
+        "--help: the flags in their groups, the experiment's first"
+    assert "--resume RUN_DIR" in out and "--load CHECKPOINT" in out, "--help: the metavars name what a flag takes"
+    assert "HalfCheetah 7, Hopper 7, Walker2d 7, Ant 40, Humanoid 61; other tasks 7" in out, "--help: λ1 per task"
 
 
 def assert_one_line_error(res, message, code=2):

@@ -87,7 +87,7 @@ References (the keys used in comments):
   [ReDo]   G. Sokar et al. The Dormant Neuron Phenomenon in Deep Reinforcement Learning. ICML 2023.
 
 Part I, the method, reads top to bottom and ends on the training loop; Part II runs it (command line, run
-folders, checkpoints, profiling, the report), and its section 13 explains every logged metric.
+folders, checkpoints, profiling, the report), and its section 14 explains every logged metric.
 """
 
 # #############################################################################################################
@@ -441,10 +441,6 @@ def n_connections(net, layers=(1, 2, 3), twin=slice(None)):
     connection grown at a topology update counts from then on, though its weight starts at exactly 0."""
     return sum(n_present(net[f"M{l}"][twin]) if f"M{l}" in net else net[f"W{l}"][twin].size for l in layers)
 
-def sparsity_of(net):
-    """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
-    return 1.0 - n_connections(net) / sum(net[f"W{l}"].size for l in (1, 2, 3))
-
 # =============================================================================
 # 5. Adam with L2 weight decay, mask-aware.
 # =============================================================================
@@ -715,8 +711,7 @@ def train_iteration(agent, buf, iteration, hp, rng):
     return out
 
 # =============================================================================
-# 9. Evaluation: deterministic returns, as in [TD3]'s code, and the measures that compare runs: the paper's
-#    metrics of a learning curve, the lab's dormant units [ReDo], and the inputs that DS-TD3 keeps connected.
+# 9. Evaluation: deterministic returns, as in [TD3]'s code.
 # =============================================================================
 def evaluate(actor, env, n_episodes, seed):
     """Undiscounted returns of the deterministic policy π(s) (no exploration noise) over n_episodes.
@@ -734,47 +729,6 @@ def evaluate(actor, env, n_episodes, seed):
             returns[episode] += rew
             done = terminated or truncated
     return returns
-
-LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluations [DS-TD3, Table 2]
-
-def curve_metrics(steps, returns, target=None):
-    """The paper's measures of learning curves [DS-TD3, Table 2 and Sec. 5]. returns: (runs, evaluations), one
-    curve per seed, at the same steps. Returns per seed its final return, the mean of its last 10 evaluations,
-    and its learning-curve area, the mean of all its evaluations (the area under the curve over its length); and the
-    first step at which the seeds' mean curve reaches `target` (dense TD3's final return), or None."""
-    reached = steps[returns.mean(axis=0) >= target] if target is not None else []
-    return returns[:, -LAST_EVALS:].mean(axis=1), returns.mean(axis=1), reached[0] if len(reached) else None
-
-DORMANT_THRESHOLD = 0.1  # a unit is dormant at or below this share of its layer's mean activation [ReDo]
-
-def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
-    """The fraction of dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
-    batch, divided by the mean of that over its layer, is at most the threshold. A dormant unit hardly shapes
-    the output; sparse networks, with fewer connections per unit, may lose more. hidden: [(..., B, H) ReLU outputs]"""
-    dormant = total = 0
-    for h in hidden:
-        score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
-        score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
-        dormant += int(np.count_nonzero(score <= threshold))
-        total += score.size
-    return dormant / total
-
-def network_dormancy(agent, buf, seed, step, n_states=256):
-    """Dormant units of the actor and of the critics on n_states replay states, drawn by an RNG of their own,
-    seeded by (seed, step), so that the run's RNG, and with it the run, is untouched."""
-    idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=n_states)
-    _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
-    _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
-    return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
-            dormant_fraction([critic_cache[1], critic_cache[3]]))
-
-def input_connections(agent):
-    """The connections that each input keeps in the first layer of the actor and of each critic: which observation
-    features (and, for the critics, action entries) DS-TD3 keeps connected. Dense TD3 keeps all H of each.
-    Returns [(S,) actor, (S+A,) critic 1, (S+A,) critic 2]."""
-    actor, critic = agent["actor"], agent["critic"]
-    masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
-    return [M.sum(axis=1).astype(int).tolist() for M in masks]
 
 # =============================================================================
 # 10. The training loop: the module docstring's pseudocode, line by line.
@@ -822,7 +776,7 @@ def train(agent, env, eval_env, buf, hp, rng, loop):
 # #############################################################################################################
 #                                       PART II — RUNNING IT
 # What a user needs around the method; nothing below changes what Part I computes. Errors have one boundary, main
-# (section 18): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line, exit 1.
+# (section 19): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line, exit 1.
 # #############################################################################################################
 import argparse
 import cProfile
@@ -1036,7 +990,56 @@ def versions():
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "blas_kernel": os.environ.get("OPENBLAS_CORETYPE")}
 
 # =============================================================================
-# 13. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
+# 13. The measures that compare runs, which the logs and the report give: the sparsity of a network, the paper's
+#     metrics of a learning curve, the lab's dormant units [ReDo], and the inputs that DS-TD3 keeps connected.
+# =============================================================================
+def sparsity_of(net):
+    """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
+    return 1.0 - n_connections(net) / sum(net[f"W{l}"].size for l in (1, 2, 3))
+
+LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluations [DS-TD3, Table 2]
+
+def curve_metrics(steps, returns, target=None):
+    """The paper's measures of learning curves [DS-TD3, Table 2 and Sec. 5]. returns: (runs, evaluations), one
+    curve per seed, at the same steps. Returns per seed its final return, the mean of its last 10 evaluations,
+    and its learning-curve area, the mean of all its evaluations (the area under the curve over its length); and the
+    first step at which the seeds' mean curve reaches `target` (dense TD3's final return), or None."""
+    reached = steps[returns.mean(axis=0) >= target] if target is not None else []
+    return returns[:, -LAST_EVALS:].mean(axis=1), returns.mean(axis=1), reached[0] if len(reached) else None
+
+DORMANT_THRESHOLD = 0.1  # a unit is dormant at or below this share of its layer's mean activation [ReDo]
+
+def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
+    """The fraction of dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
+    batch, divided by the mean of that over its layer, is at most the threshold. A dormant unit hardly shapes
+    the output; sparse networks, with fewer connections per unit, may lose more. hidden: [(..., B, H) ReLU outputs]"""
+    dormant = total = 0
+    for h in hidden:
+        score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
+        score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
+        dormant += int(np.count_nonzero(score <= threshold))
+        total += score.size
+    return dormant / total
+
+def network_dormancy(agent, buf, seed, step, n_states=256):
+    """Dormant units of the actor and of the critics on n_states replay states, drawn by an RNG of their own,
+    seeded by (seed, step), so that the run's RNG, and with it the run, is untouched."""
+    idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=n_states)
+    _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
+    _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
+    return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
+            dormant_fraction([critic_cache[1], critic_cache[3]]))
+
+def input_connections(agent):
+    """The connections that each input keeps in the first layer of the actor and of each critic: which observation
+    features (and, for the critics, action entries) DS-TD3 keeps connected. Dense TD3 keeps all H of each.
+    Returns [(S,) actor, (S+A,) critic 1, (S+A,) critic 2]."""
+    actor, critic = agent["actor"], agent["critic"]
+    masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
+    return [M.sum(axis=1).astype(int).tolist() for M in masks]
+
+# =============================================================================
+# 14. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
 #     counts of the run header), eval.csv (a row per evaluation), topology.csv (a row per evaluation and network)
 #     and checkpoint.npz. The checkpoint holds the rows of both CSVs, which are written whole from it: a resumed
 #     run rewrites them exactly where a crash left them behind, and stops where they hold what it did not write.
@@ -1176,7 +1179,7 @@ def print_progress(step, T, loop, agent, clock):
           flush=True)
 
 # =============================================================================
-# 14. Checkpoints and resume: arrays, and two JSON strings, in one .npz (no pickle).
+# 15. Checkpoints and resume: arrays, and two JSON strings, in one .npz (no pickle).
 # =============================================================================
 BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
 
@@ -1278,7 +1281,7 @@ def resume_from(data, progress, agent, buf, rng, env, loop):
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
 
 # =============================================================================
-# 15. Profiling (--profile): the share of the wall time of each phase, from Python's profiler, cProfile.
+# 16. Profiling (--profile): the share of the wall time of each phase, from Python's profiler, cProfile.
 # =============================================================================
 PHASES = ("explore", "buffer_sample", "td3_target", "critic_step", "topology_update", "actor_step", "soft_update",
           "target_maintain_sparsity", "flush_subnormals", "evaluate")   # Part I's functions, one per phase
@@ -1291,13 +1294,14 @@ def print_profile(profiler, wall, env):
     def key(function):
         return function.__code__.co_filename, function.__code__.co_firstlineno, function.__code__.co_name
     prof = {name: stats.get(key(globals()[name]), (0, 0, 0, 0.0))[3] for name in PHASES}
-    prof["env.step"] = stats[key(type(env).step)][4][key(train)][3]   # the training env's: `train` steps it
+    callers = stats[key(type(env).step)][4]              # {caller: (calls, calls, own s, cumulative s)}
+    prof["env.step"] = callers[key(train)][3]            # the training env's steps: those that `train` made
     prof["other (logging)"] = wall - sum(prof.values())
     for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
         print(f"profile: {phase:<24s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
 
 # =============================================================================
-# 16. Evaluating a saved policy (--load CHECKPOINT --eval-only).
+# 17. Evaluating a saved policy (--load CHECKPOINT --eval-only).
 # =============================================================================
 def eval_only(args, argv):
     """Evaluate a saved policy deterministically, on its task and evaluation seed, and print mean and std."""
@@ -1309,7 +1313,7 @@ def eval_only(args, argv):
     return 0
 
 # =============================================================================
-# 17. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
+# 18. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
 #     A *comparison* is the runs of one env planned for one length T; its rows are the algorithms and the lab's
 #     settings, each over its seeds, and each comparison gets a panel of the figure.
 # =============================================================================
@@ -1353,14 +1357,27 @@ def group_runs(folders):
         if not below:
             report_warning(f"{top} is not a folder; left out" if not os.path.isdir(top) else f"no runs below {top}")
         found.update({os.path.realpath(path): path for path in below if os.path.realpath(path) not in found})
-    defaults, groups = vars(make_parser().parse_args([])), {}
+    defaults = vars(make_parser().parse_args([]))
+    groups = {}
     for run in sorted(filter(None, map(read_run, found.values())), key=lambda r: r["args"]["seed"]):
         args = run["args"]
         label = " ".join([args["algo"]] + [f"{key}={args[key]}" for key in HYPERPARAMETERS
                                            if key not in NOT_SETTINGS and args[key] != defaults[key]])
         groups.setdefault((args["env"], args["total_steps"]), {}).setdefault(label, []).append(run)
-    return {comparison: {label: groups[comparison][label] for label in sorted(groups[comparison], key=lambda l: (
-        ALGOS.index(l.split()[0]), l))} for comparison in sorted(groups, key=lambda c: (c[0], -c[1]))}
+    ordered = {}
+    for comparison in sorted(groups, key=comparison_order):
+        rows = groups[comparison]
+        ordered[comparison] = {label: rows[label] for label in sorted(rows, key=row_order)}
+    return ordered
+
+def comparison_order(comparison):
+    """The report's comparisons by env, the longest runs first."""
+    env, total_steps = comparison
+    return env, -total_steps
+
+def row_order(label):
+    """A comparison's rows in the order of ALGOS, then by their settings."""
+    return ALGOS.index(label.split()[0]), label
 
 def group_metrics(runs, steps):
     """The paper's metrics of one row's runs at the evaluation steps of its comparison."""
@@ -1379,8 +1396,12 @@ def td3_label(label):
 
 def print_row(name, label, m, dense):
     """One row of the report's table, in Markdown (README, Results); dense: the TD3 row of its comparison."""
-    hit = dense and curve_metrics(m["curve_steps"], m["returns"], dense["final"][0])[2]
-    when = "—" if dense is None else "not reached" if hit is None else f"{hit:,} ({hit / m['steps']:.0%} of the steps)"
+    when = "—"                                           # no TD3 row to compare with
+    if dense is not None:
+        hit = curve_metrics(m["curve_steps"], m["returns"], dense["final"][0])[2]
+        when = "not reached"
+        if hit is not None:
+            when = f"{hit:,} ({hit / m['steps']:.0%} of the steps)"
     dormant = "—" if np.isnan(m["dormant_actor"]) else f"{m['dormant_actor']:.2f} / {m['dormant_critic']:.2f}"
     print(f"| {name} | {label} | {m['seeds']} | {m['steps']:,} | {m['final'][0]:.0f} ± {m['final'][1]:.0f} "
           f"| {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} | {m['connections']:,.0f} | {m['flops_vs_dense']:.2f}× "
@@ -1426,7 +1447,8 @@ def report(args, argv):
     print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
           "| reaches TD3's final return at | connections at the end | training FLOPs vs dense "
           "| dormant units at the end (actor / critics) |\n|---|---|---|---|---|---|---|---|---|---|")
-    groups, panels = group_runs(args.report), {}
+    groups = group_runs(args.report)
+    panels = {}
     for (env, T), rows in groups.items():
         name = env if sum(e == env for e, _ in groups) == 1 else f"{env}, T = {T:,}"
         steps = np.array(sorted(set.intersection(*(set(run["step"]) for runs in rows.values() for run in runs))), int)
@@ -1456,14 +1478,16 @@ def report(args, argv):
     return 0
 
 # =============================================================================
-# 18. main: build the run, watch the training loop of Part I, and report. The one error boundary.
+# 19. main: build the run, watch the training loop of Part I, and report. The one error boundary.
 # =============================================================================
 def start_run(args, argv):
     """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint: its settings
     then are those of its config.json, not today's defaults."""
-    resume = args.resume and load_checkpoint(args.resume)   # (path, arrays, config, progress)
-    if resume:
-        args = argparse.Namespace(**{**vars(make_parser().parse_args([])), **resume[2]["args"]})
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume)
+        path, data, config, progress = checkpoint
+        args = argparse.Namespace(**{**vars(make_parser().parse_args([])), **config["args"]})
     env, eval_env = make_env(args.env), make_env(args.env)
     n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
     act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
@@ -1477,8 +1501,8 @@ def start_run(args, argv):
     loop = {"step": 0, "last_eval": float("nan"), "obs": obs,      # the loop's state, saved with checkpoints
             "flops": 0.0, "flops_dense": 0.0,                      # training FLOPs so far, and dense TD3's
             "eval.csv": [EVAL_FIELDS], "topology.csv": topology_rows(agent, 0)}   # the rows of the CSVs
-    if resume:
-        path, data, run["config"], progress = resume
+    if checkpoint is not None:
+        run["config"] = config
         run["dir"] = os.path.dirname(path) or "."
         run["lock"] = hold_run_dir(run["dir"])
         resume_from(data, progress, agent, buf, rng, env, loop)
@@ -1496,10 +1520,17 @@ def start_run(args, argv):
 def run_training(args, argv):
     """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
     args, hp, agent, env, eval_env, buf, rng, loop, run = start_run(args, argv)
-    stop = {}                                            # Ctrl-C and SIGTERM only note the signal: the loop
-    handlers = {sig: signal.signal(sig, lambda signum, frame: stop.setdefault("signal", signum))   # finishes its
-                for sig in (signal.SIGINT, signal.SIGTERM)}                                        # step, then saves
-    start, clock, profiler = time.perf_counter(), {"log": {}}, cProfile.Profile()
+    stop = {}
+
+    def note_signal(signum, frame):                      # Ctrl-C and SIGTERM only note the signal: the loop
+        stop.setdefault("signal", signum)                # finishes its step, then saves
+
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handlers[sig] = signal.signal(sig, note_signal)
+    start = time.perf_counter()
+    clock = {"log": {}}                                  # the latest losses, and when training started
+    profiler = cProfile.Profile()
     if args.profile:
         profiler.enable()
     try:
@@ -1545,10 +1576,14 @@ def main(argv=None):
     except BrokenPipeError:                              # stdout closed (| head): stop quietly; files are saved
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (OSError, MemoryError, ImportError) as err:   # a full or read-only disk, no memory, a missing package
-        where = (err.filename if isinstance(err, OSError) else "out of memory" if isinstance(err, MemoryError)
-                 else "pip install -r requirements.txt")
-        print(f"dst_td3.py: error: {where}: {getattr(err, 'strerror', None) or err}", file=sys.stderr, flush=True)
+    except OSError as err:                               # a full or read-only disk: the file, and why
+        print(f"dst_td3.py: error: {err.filename}: {err.strerror or err}", file=sys.stderr, flush=True)
+        return 1
+    except MemoryError as err:
+        print(f"dst_td3.py: error: out of memory: {err}", file=sys.stderr, flush=True)
+        return 1
+    except ImportError as err:                           # a missing package
+        print(f"dst_td3.py: error: pip install -r requirements.txt: {err}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:                            # Ctrl-C where the training loop's handler is not set
         print("dst_td3.py: interrupted", file=sys.stderr, flush=True)

@@ -1576,8 +1576,8 @@ def main(argv=None):
     except BrokenPipeError:                              # stdout closed (| head): stop quietly; files are saved
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as err:                               # a full or read-only disk: the file, and why
-        print(f"dst_td3.py: error: {err.filename}: {err.strerror or err}", file=sys.stderr, flush=True)
+    except OSError as err:                               # a full or read-only disk: the file (or stdout), and why
+        print(f"dst_td3.py: error: {err.filename or 'stdout'}: {err.strerror or err}", file=sys.stderr, flush=True)
         return 1
     except MemoryError as err:
         print(f"dst_td3.py: error: out of memory: {err}", file=sys.stderr, flush=True)

@@ -1436,6 +1436,14 @@ def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch,
         assert {name: open(os.path.join(run_dir, name), "rb").read() for name in os.listdir(run_dir)} == before
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs a full device, /dev/full")
+def test_a_full_stdout_is_named_in_the_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--env", "Pendulum-v1",
+                              *SHORT, "--runs-dir", str(tmp_path)], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert res.returncode == 1 and res.stderr == "dst_td3.py: error: stdout: No space left on device\n", res.stderr
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
     """write_atomically: whatever ends the write (Ctrl-C here), the old file stays whole, and the temporary file,
     named for this process so that two never share one, is gone."""

@@ -1780,7 +1780,9 @@ def student_sheet(rows):
     """DIR/README.md: the chosen exercises, how to check and grade them, and the final task."""
     checks = []
     for row in rows:
-        checks.append(f"- **{row['number']}** `{row['check']}` gives `{row['gives']!r}`")
+        tests = " or ".join(row["tests"])
+        checks.append(f"- **{row['number']}** `{row['check']}` gives `{row['gives']!r}`; its tests: "
+                      f"`python -m pytest -q -k \"{tests}\"`")
     total = sum(row["points"] for row in rows)
     minutes = sum(row["minutes"] for row in rows)
     final_points = FINAL_TASK["points_per_seed"] * len(FINAL_TASK["seeds"])
@@ -1802,7 +1804,8 @@ python test_dst_td3.py grade        # a line per exercise, its points, and the t
 
 A test that needs an exercise you have not written yet is skipped, and says which. To check an exercise by
 hand, start `python`, type `import itertools, numpy as np, dst_td3 as d, test_dst_td3 as t`, then the line
-below; the value of its last statement is what a right answer gives:
+below; the value of its last statement is what a right answer gives. The command after it runs the
+exercise's own tests:
 
 {chr(10).join(checks)}
 

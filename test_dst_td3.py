@@ -1325,6 +1325,14 @@ def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
     assert res.returncode == 0 and "resume: continuing" in res.stdout, res.stderr
 
 
+def test_a_resumed_pendulum_run_says_that_it_starts_a_new_episode(tmp_path):
+    """The README promises exact resumes for MuJoCo tasks only: Pendulum's state is not saved, and it says so."""
+    interrupted_run(tmp_path, ["--env", "Pendulum-v1", *SHORT, "--save-buffer"], "eval step=300", signal.SIGINT)
+    res = run_cli("--resume", only_run_dir(tmp_path))
+    assert res.returncode == 0 and "resume: this task's state cannot be restored, so a new episode starts" in \
+        res.stdout, res.stdout + res.stderr
+
+
 def test_resume_without_buffer_says_so_and_finishes(tmp_path):
     pytest.importorskip("mujoco")
     code, out, _ = interrupted_run(tmp_path, SHORT, "step=300/", signal.SIGINT)

@@ -1294,8 +1294,8 @@ def print_profile(profiler, wall, env):
     def key(function):
         return function.__code__.co_filename, function.__code__.co_firstlineno, function.__code__.co_name
     prof = {name: stats.get(key(globals()[name]), (0, 0, 0, 0.0))[3] for name in PHASES}
-    callers = stats[key(type(env).step)][4]              # {caller: (calls, calls, own s, cumulative s)}
-    prof["env.step"] = callers[key(train)][3]            # the training env's steps: those that `train` made
+    callers = stats.get(key(type(env).step), (0, 0, 0, 0.0, {}))[4]   # {caller: (calls, calls, own, cumulative)}
+    prof["env.step"] = callers.get(key(train), (0, 0, 0, 0.0))[3]      # the training env's steps, which train made
     prof["other (logging)"] = wall - sum(prof.values())
     for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
         print(f"profile: {phase:<24s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)

@@ -1216,6 +1216,8 @@ def test_profile_shares_cover_the_wall_time(tmp_path):
     assert set(shares) == {*d.PHASES, "env.step", "other (logging)"}, f"--profile: one line per phase: {shares}"
     assert abs(sum(shares.values()) - 100) < 0.5, "--profile: the phases cover the wall time once"
     assert shares["critic_step"] > 0 and shares["env.step"] > 0 and shares["evaluate"] > 0
+    res = run_cli("--resume", only_run_dir(tmp_path))    # a finished run: nothing left to step, or to profile
+    assert res.returncode == 0 and "profile: env.step" in res.stdout, res.stderr
 
 
 def test_learns_pendulum_swing_up_the_final_task():
@@ -2062,6 +2064,15 @@ def same_value(got, want):
     except (TypeError, ValueError):                       # not numbers: names, say
         return got == want
     return np.shape(got) == want_array.shape and np.allclose(np.asarray(got, dtype=float), want_array, atol=5e-5)
+
+
+def test_grade_seed_draws_other_cases(monkeypatch):
+    """`grade --seed N` (DST_TD3_SEED) draws other sizes and values; seed 0 keeps the cases the tests show."""
+    assert graded_size(graded_rng(0), 4) == 4 and graded_rng(5).random() == np.random.default_rng(5).random()
+    monkeypatch.setattr(sys.modules[__name__], "GRADE_SEED", 7)
+    sizes = {graded_size(graded_rng(case), 4) for case in range(20)}
+    assert len(sizes) > 2 and sizes <= set(range(2, 9)), f"graded_size: sizes from 2 to 8, drawn: {sizes}"
+    assert graded_rng(5).random() != np.random.default_rng(5).random(), "graded_rng: seed 7 draws other values"
 
 
 def test_every_exercise_check_gives_what_the_table_says():

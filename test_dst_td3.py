@@ -70,8 +70,8 @@ def away_from_zero(rng, shape, margin=1e-2):
 # =============================================================================================================
 # One row per exercise, in the order dst_td3.py reads them. A student writes the body of each function back
 # from its docstring and the rule; the tests grade it; the checks are calls a student can run by hand, after
-# `import numpy as np, dst_td3 as d, test_dst_td3 as t` (statements separated by "; ", the last one's value is
-# what a right answer gives). The README's teaching table and the handout's sheet are printed from this table.
+# `import itertools, numpy as np, dst_td3 as d, test_dst_td3 as t` (statements separated by "; ", the last
+# one's value is what a right answer gives). The README's teaching table and the sheet are printed from it.
 EXERCISES = [
     {"number": 1, "functions": ["masked_linear_backward"],
      "rule": "return dx = dy @ Wᵀ, dW = (xᵀ @ dy)·M and db = the sum of dy over the batch",
@@ -2258,7 +2258,8 @@ def test_course_commands_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, m
 
 def test_a_file_that_does_not_import_costs_each_exercise_one_line(tmp_path):
     path = tmp_path / "student.py"
-    write_text(path, read_text(os.path.join(HERE, "dst_td3.py")).replace("return dh * (h > 0)", "return dh * (h > 0) +"))
+    broken = read_text(os.path.join(HERE, "dst_td3.py")).replace("return dh * (h > 0)", "return dh * (h > 0) +")
+    write_text(path, broken)
     points, output = grade_exercise(path, EXERCISES[0], 0)
     assert points == 0 and output.startswith("the file does not import: SyntaxError: invalid syntax") \
         and "line " in output, output

@@ -1567,9 +1567,9 @@ def main(argv=None):
     try:
         args = make_parser().parse_args(argv)
         given = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}   # --a-b=1: a_b
-        run_mode = {"report": report, "eval_only": eval_only}.get(check_args(args, given), run_training)
+        command = {"report": report, "eval_only": eval_only}.get(check_args(args, given), run_training)
         with np.errstate(over="ignore", invalid="ignore"):   # overflow becomes inf/NaN, which the loop reports
-            return run_mode(args, argv)
+            return command(args, argv)
     except RunError as err:
         print(f"dst_td3.py: error: {err.args[0]}", file=sys.stderr, flush=True)
         return err.args[1] if len(err.args) > 1 else 2

@@ -87,8 +87,12 @@ References (the keys used in comments):
   [ReDo]   G. Sokar et al. The Dormant Neuron Phenomenon in Deep Reinforcement Learning. ICML 2023.
 
 Part I, the method, reads top to bottom and ends on the training loop; Part II runs it (command line, run
-folders, checkpoints, profiling, the report), and its section 14 explains every logged metric.
+folders, checkpoints, the report), and its section 14 explains every logged metric.
 """
+import signal
+
+if __name__ == "__main__":  # run as a program: Ctrl-C during the imports ends it quietly, as main (section 17) would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 # #############################################################################################################
 #                                       PART I — THE METHOD
@@ -303,7 +307,7 @@ def maintain_sparsity(W_targ, k):
     # Readable form:  order = np.argsort(np.abs(w)); w[order[np.count_nonzero(w == 0):][:n_extra]] = 0
     # PERF: |w| as integer keys: the bits of a float >= 0, read as an unsigned integer, order like the numbers,
     # and minus 1 (wrapping around) sends the zeros to the top, never among the smallest; a partition of these
-    # keys instead of a sort of floats saved 16 % of a HalfCheetah DS-TD3 iteration (measured with --profile).
+    # keys instead of a sort of floats saved 16 % of a HalfCheetah DS-TD3 iteration (measured with python -m cProfile).
     key = np.abs(w).view(f"u{w.itemsize}") - 1          # (n_in·n_out,) uint, zeros -> largest
     kth = np.partition(key, n_extra - 1)[n_extra - 1]    # the n_extra-th smallest nonzero |w|, as a key
     smallest = np.flatnonzero(key < kth)
@@ -776,21 +780,19 @@ def train(agent, env, eval_env, buf, hp, rng, loop):
 # #############################################################################################################
 #                                       PART II — RUNNING IT
 # What a user needs around the method; nothing below changes what Part I computes. Errors have one boundary, main
-# (section 19): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line, exit 1.
+# (section 17): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line, exit 1.
 # #############################################################################################################
 import argparse
-import cProfile
 import contextlib
 import csv
 import io
 import itertools
 import json
 import platform
-import pstats
 import shlex
-import signal
 import sys
 import time
+import types
 import warnings
 import zipfile
 from importlib import metadata
@@ -800,13 +802,10 @@ from importlib import metadata
 # =============================================================================
 RUN_FLAGS = {  # name: (default, meaning, valid values), as in HYPERPARAMETERS
     "env": ("Hopper-v4", "Gymnasium id of a task with a bounded Box action space and vector observations", None),
-    "runs_dir": ("runs", "each run writes a folder here: config.json, eval.csv, topology.csv, checkpoint.npz", None),
+    "runs_dir": ("runs", "each run writes a folder here: config.json, eval.csv, checkpoint.npz", None),
     "log_every": (2000, "print a progress line every this many steps", "[1, inf)"),
-    "profile": (False, "at the end, print the share of the wall time that each phase took", None),
     "save_buffer": (False, "checkpoints hold the replay buffer too: --resume is exact (110 MB/1M Hopper steps)", None),
     "resume": (None, "RUN_DIR: continue its run from its checkpoint, with the settings it started with", None),
-    "load": (None, "CHECKPOINT or RUN_DIR whose policy --eval-only evaluates", None),
-    "eval_only": (False, "evaluate the --load policy for --eval-episodes episodes on its task, and exit", None),
     "report": (None, "DIR [DIR ...]: the paper's metrics of the runs below, and their curves in DIR/report.svg", None),
 }
 # The flags that only some algorithms read: a flag the algorithm would ignore is an error, as one a mode would ignore.
@@ -814,10 +813,10 @@ SPARSE_FLAGS = {"sparsity", "lambda_in", "lambda_hidden", "distribution"}       
 ADAPTING_FLAGS = {"drop_fraction", "update_period", "stop_adapt", "grow", "drop_schedule"}   # ds-td3 only
 NOT_READ_BY = {"ds-td3": set(), "static-td3": ADAPTING_FLAGS, "td3": SPARSE_FLAGS | ADAPTING_FLAGS}
 # mode: (the flags it reads, and where others cannot be used). A flag the mode would ignore is an error, not dropped.
-MODES = {"report": ({"report"}, "with --report"), "eval_only": ({"load", "eval_only", "eval_episodes"}, "with --load"),
+MODES = {"report": ({"report"}, "with --report"),
          "resume": ({"resume"}, "with --resume: a run goes on with the settings it started with (a longer "
                                 "--total-steps would move its last topology update)"),
-         "train": (set(HYPERPARAMETERS) | {"env", "runs_dir", "log_every", "profile", "save_buffer"}, "when training")}
+         "train": (set(HYPERPARAMETERS) | {"env", "runs_dir", "log_every", "save_buffer"}, "when training")}
 
 class RunError(Exception):
     """What the program cannot go on with: RunError(message) or RunError(message, exit code). main prints the
@@ -834,12 +833,11 @@ HELP_GROUPS = {
                           "policy_noise", "noise_clip", "policy_delay"),
     "DS-TD3 [DS-TD3, Alg. 1-3]": ("lambda_in", "lambda_hidden", "drop_fraction", "update_period", "stop_adapt"),
     "the lab: later work's choices, not the paper's": ("sparsity", "grow", "drop_schedule", "distribution"),
-    "evaluation, logging and run folders": ("eval_every", "eval_episodes", "runs_dir", "log_every", "profile",
-                                            "save_buffer"),
-    "other modes": ("resume", "load", "eval_only", "report"),
+    "evaluation, logging and run folders": ("eval_every", "eval_episodes", "runs_dir", "log_every", "save_buffer"),
+    "other modes": ("resume", "report"),
 }
-NO_DEFAULT_TYPES = {"sparsity": float, "lambda_in": float, "resume": str, "load": str, "report": str}
-METAVARS = {"env": "ID", "runs_dir": "DIR", "resume": "RUN_DIR", "load": "CHECKPOINT", "report": "DIR"}
+NO_DEFAULT_TYPES = {"sparsity": float, "lambda_in": float, "resume": str, "report": str}
+METAVARS = {"env": "ID", "runs_dir": "DIR", "resume": "RUN_DIR", "report": "DIR"}
 
 def flag_help(name, default, meaning):
     """A flag's line in --help: its meaning, its default, and for λ1 the paper's value for each task."""
@@ -872,6 +870,18 @@ def make_parser():
                 group.add_argument(flag, type=kind, default=default, metavar=METAVARS.get(name), help=text)
     return parser
 
+# The hyperparameters' symbols in the docstring's pseudocode, which the messages about them give
+SYMBOLS = {"total_steps": "T", "learning_starts": "T₀", "batch_size": "B", "hidden": "H", "gamma": "γ", "tau": "τ",
+           "policy_noise": "σ̃", "noise_clip": "c", "policy_delay": "d", "lambda_in": "λ1", "lambda_hidden": "λ2",
+           "drop_fraction": "η", "update_period": "e"}
+
+def flag_of(name):
+    """How a message names a setting: its flag, and its symbol if it has one: total_steps -> --total-steps (T)."""
+    flag = "--" + name.replace("_", "-")
+    if name in SYMBOLS:
+        return f"{flag} ({SYMBOLS[name]})"
+    return flag
+
 LARGEST_INT = 2 ** 53  # the largest integer that a float64 holds exactly: the schedule multiplies T by fractions
 
 def interval_end(end, args):
@@ -886,7 +896,7 @@ def range_error(name, args, interval):
     its own type: an int as an int, at most LARGEST_INT; a float as the float32 (DTYPE) that training uses, which
     must be finite, so that --lr 1e-50, 0 in float32, is not in (0, inf)."""
     value = getattr(args, name)
-    flag = "--" + name.replace("_", "-")
+    flag = flag_of(name)
     used = value
     if type(value) is float:
         with np.errstate(over="ignore"):
@@ -905,17 +915,15 @@ def range_error(name, args, interval):
     shown = interval
     for end in ends:
         if hasattr(args, end):
-            shown = shown.replace(end, f"--{end.replace('_', '-')} = {getattr(args, end)}")
+            shown = shown.replace(end, f"{flag_of(end)} = {getattr(args, end)}")
     if used != value:
         return f"{flag} must be in {shown}; not {value} ({used:g} in float32)"
     return f"{flag} must be in {shown}; not {value}"
 
 def run_mode(args):
-    """What the flags ask for: report, eval_only, resume or train."""
+    """What the flags ask for: report, resume or train."""
     if args.report:
         return "report"
-    if args.load or args.eval_only:
-        return "eval_only"
     if args.resume:
         return "resume"
     return "train"
@@ -924,19 +932,17 @@ def check_args(args, given):
     """Reject bad input before anything is built or written, in this order: flags the mode would ignore, values
     outside their range, and settings that would never train or never adapt. Returns the mode (run_mode)."""
     mode = run_mode(args)
-    ignored = ["--" + name.replace("_", "-") for name in sorted(given - MODES[mode][0])]
+    ignored = [flag_of(name) for name in sorted(given - MODES[mode][0])]
     if ignored:
         raise RunError(f"{', '.join(ignored)} cannot be used {MODES[mode][1]}")
-    if mode == "eval_only" and not (args.load and args.eval_only):
-        raise RunError("--load and --eval-only go together")
     for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
         if type(valid) is str and getattr(args, name) is not None:
             message = range_error(name, args, valid)
             if message:
                 raise RunError(message)
     if args.update_period % args.policy_delay != 0:
-        raise RunError("--update-period must be a multiple of --policy-delay")
-    unread = ["--" + name.replace("_", "-") for name in sorted(given & NOT_READ_BY[args.algo])]
+        raise RunError(f"{flag_of('update_period')} must be a multiple of {flag_of('policy_delay')}")
+    unread = [flag_of(name) for name in sorted(given & NOT_READ_BY[args.algo])]
     if unread:
         raise RunError(f"{', '.join(unread)} cannot be used with --algo {args.algo}, which does not read it")
     T0, T, e = args.learning_starts, args.total_steps, args.update_period
@@ -966,6 +972,8 @@ def hyperparameters(args):
 # =============================================================================
 # 12. Environments, and the versions that a run records.
 # =============================================================================
+PAPER_TASKS = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v5", "Humanoid-v4")   # the README's versions
+
 def make_env(env_id):
     """gymnasium.make, with a one-line error where the task cannot be made here or does not suit TD3."""
     import gymnasium as gym                              # here: --help and --report need no gymnasium
@@ -974,7 +982,8 @@ def make_env(env_id):
     try:
         env = gym.make(env_id)
     except (gym.error.Error, ImportError, ValueError) as err:   # unknown id, MuJoCo or Box2D missing, ...
-        raise RunError(f"cannot make {env_id}: {' '.join(str(err).split())}") from None
+        raise RunError(f"cannot make {env_id}: {' '.join(str(err).split()).rstrip('.')}; the paper's tasks here are "
+                       f"{', '.join(PAPER_TASKS)} (README)") from None
     space, shape = env.action_space, env.observation_space.shape
     if not (isinstance(space, gym.spaces.Box) and np.isfinite([space.low, space.high]).all() and len(shape or ()) == 1):
         raise RunError(f"{env_id} has a {type(space).__name__} action space and observations of shape {shape}; "
@@ -991,7 +1000,7 @@ def versions():
 
 # =============================================================================
 # 13. The measures that compare runs, which the logs and the report give: the sparsity of a network, the paper's
-#     metrics of a learning curve, the lab's dormant units [ReDo], and the inputs that DS-TD3 keeps connected.
+#     metrics of a learning curve, and the lab's dormant units [ReDo].
 # =============================================================================
 def sparsity_of(net):
     """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
@@ -1004,8 +1013,11 @@ def curve_metrics(steps, returns, target=None):
     curve per seed, at the same steps. Returns per seed its final return, the mean of its last 10 evaluations,
     and its learning-curve area, the mean of all its evaluations (the area under the curve over its length); and the
     first step at which the seeds' mean curve reaches `target` (dense TD3's final return), or None."""
-    reached = steps[returns.mean(axis=0) >= target] if target is not None else []
-    return returns[:, -LAST_EVALS:].mean(axis=1), returns.mean(axis=1), reached[0] if len(reached) else None
+    final = returns[:, -LAST_EVALS:].mean(axis=1)
+    area = returns.mean(axis=1)
+    reached = [] if target is None else steps[returns.mean(axis=0) >= target]   # the steps at or above it
+    first = reached[0] if len(reached) else None
+    return final, area, first
 
 DORMANT_THRESHOLD = 0.1  # a unit is dormant at or below this share of its layer's mean activation [ReDo]
 
@@ -1030,19 +1042,11 @@ def network_dormancy(agent, buf, seed, step, n_states=256):
     return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
             dormant_fraction([critic_cache[1], critic_cache[3]]))
 
-def input_connections(agent):
-    """The connections that each input keeps in the first layer of the actor and of each critic: which observation
-    features (and, for the critics, action entries) DS-TD3 keeps connected. Dense TD3 keeps all H of each.
-    Returns [(S,) actor, (S+A,) critic 1, (S+A,) critic 2]."""
-    actor, critic = agent["actor"], agent["critic"]
-    masks = [actor.get("M1", np.ones_like(actor["W1"])), *critic.get("M1", np.ones_like(critic["W1"]))]
-    return [M.sum(axis=1).astype(int).tolist() for M in masks]
-
 # =============================================================================
 # 14. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
-#     counts of the run header), eval.csv (a row per evaluation), topology.csv (a row per evaluation and network)
-#     and checkpoint.npz. The checkpoint holds the rows of both CSVs, which are written whole from it: a resumed
-#     run rewrites them exactly where a crash left them behind, and stops where they hold what it did not write.
+#     counts of the run header), eval.csv (a row per evaluation) and checkpoint.npz. The checkpoint holds the rows
+#     of eval.csv, which is written whole from it: a resumed run rewrites it exactly where a crash left it behind,
+#     and stops where it holds what the run did not write.
 #
 #   The logged metrics (key=value lines, easy to grep):
 #   train_sps      steps per second of training (after the warm-up) in this process; time_left, in hours, from it
@@ -1066,17 +1070,15 @@ def write_atomically(path, write, binary=False):
     the temporary file (only a process killed outright, as by SIGKILL, can leave one behind)."""
     tmp = f"{path}.{os.getpid()}.tmp"                   # two processes never share one temporary file
     try:
-        with open(tmp, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+        how = {"mode": "wb"} if binary else {"mode": "w", "newline": "", "encoding": "utf-8"}
+        with open(tmp, **how) as f:
             write(f)
         os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise OSError(err.errno, err.strerror, path) from None   # main's one line names the file
-    except BaseException:                                # Ctrl-C, or an exception inside write
+    finally:                                             # whatever ended the write: a full disk, Ctrl-C, a bug
         with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+            os.remove(tmp)                               # (after os.replace, it is gone already)
 
 def new_run_dir(args):
     """runs/<env>__<algo>__s<seed>__<time>/, made exclusively: a name already taken gets -2, -3, ..."""
@@ -1108,7 +1110,8 @@ def hold_run_dir(path):
 
 def describe_run(agent, hp, args, argv):
     """The counts of this run and of dense TD3 with the same settings, and config.json, which the run header
-    prints. Stops where Eq. 1 leaves a layer without connections, and warns where it makes one dense."""
+    prints, with each sparse layer's density (1.0 where Eq. 1 reaches 1). Stops where Eq. 1 leaves a layer
+    without connections."""
     nets = (agent["actor"], agent["critic"])
     run = {"flops_iter": iteration_flops(*nets, hp["batch_size"], hp["policy_delay"]),
            "flops_iter_dense": iteration_flops(*map(without_masks, nets), hp["batch_size"], hp["policy_delay"])}
@@ -1120,34 +1123,30 @@ def describe_run(agent, hp, args, argv):
                      "connections": {"sparse": sum(map(n_connections, nets)),   # of the actor and both critics
                                      "dense": sum(n_connections(without_masks(net)) for net in nets)}}
     for layer, p in densities.items():
-        flag = "--lambda-in" if layer.endswith("W1") else "--lambda-hidden"
+        flag = flag_of("lambda_in") if layer.endswith("W1") else flag_of("lambda_hidden")
         if p == 0:
             raise RunError(f"{layer} would have no connection: a larger {flag} or a lower --sparsity gives it some")
-        if p == 1:                                       # Eq. 1 capped at 1
-            print(f"warning: {layer} is dense (density 1.000), as Eq. 1's probability reaches 1 for it; a smaller "
-                  f"{flag} keeps it sparse, as do more inputs (Ant-v5 has 105, Ant-v4 27)", flush=True)
     return run
 
-def topology_rows(agent, step):
-    """topology.csv's rows of one evaluation (input_connections); at step 0, its header."""
-    if step == 0:
-        n_obs = agent["actor"]["W1"].shape[0]
-        return [["step", "network", *(f"obs_{i}" for i in range(n_obs)),
-                 *(f"act_{i}" for i in range(agent["critic"]["W1"].shape[1] - n_obs))]]
-    return [[step, name, *counts] for name, counts in zip(("actor", "critic1", "critic2"), input_connections(agent))]
-
-def record_evaluation(returns, agent, buf, rng, env, loop, run, args):
-    """One evaluation: its rows, a checkpoint, then eval.csv, topology.csv and a line."""
-    step, flops = loop["step"], loop["flops"]
+def record_evaluation(returns, parts):
+    """One evaluation: its row, a checkpoint, then eval.csv and a line. parts: start_run's."""
+    agent = parts.agent
+    loop = parts.loop
     loop["last_eval"] = float(returns.mean())
-    ratio = flops / loop["flops_dense"] if loop["flops_dense"] else run["flops_iter"] / run["flops_iter_dense"]
-    row = [step, f"{returns.mean():.2f}", f"{returns.std():.2f}", args.eval_episodes,
-           n_connections(agent["actor"]) + n_connections(agent["critic"]), run["config"]["connections"]["dense"],
-           f"{sparsity_of(agent['actor']):.4f}", f"{sparsity_of(agent['critic']):.4f}", f"{flops:.4e}",
-           f"{ratio:.4f}", *(f"{x:.4f}" for x in network_dormancy(agent, buf, args.seed, step))]
-    loop["eval.csv"].append([str(cell) for cell in row])
-    loop["topology.csv"] += [[str(cell) for cell in row] for row in topology_rows(agent, step)]
-    save_run(run, agent, buf, rng, env, loop)
+    ratio = parts.run["flops_iter"] / parts.run["flops_iter_dense"]   # before the first iteration: the next one's
+    if loop["flops_dense"]:
+        ratio = loop["flops"] / loop["flops_dense"]
+    dormant_actor, dormant_critic = network_dormancy(agent, parts.buf, parts.hp["seed"], loop["step"])
+    row = {"step": loop["step"], "return_mean": f"{returns.mean():.2f}", "return_std": f"{returns.std():.2f}",
+           "episodes": parts.hp["eval_episodes"],
+           "connections": n_connections(agent["actor"]) + n_connections(agent["critic"]),
+           "connections_dense": parts.run["config"]["connections"]["dense"],
+           "sparsity_actor": f"{sparsity_of(agent['actor']):.4f}",
+           "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}", "flops": f"{loop['flops']:.4e}",
+           "flops_vs_dense": f"{ratio:.4f}", "dormant_actor": f"{dormant_actor:.4f}",
+           "dormant_critic": f"{dormant_critic:.4f}"}
+    loop["eval.csv"].append([str(row[field]) for field in EVAL_FIELDS])
+    save_run(parts.run, agent, parts.buf, parts.rng, parts.env, loop)
     print("eval " + " ".join(f"{k}={v}" for k, v in zip(EVAL_FIELDS, loop["eval.csv"][-1])), flush=True)
 
 def record_step(info, step, loop, run, clock, agent, hp):
@@ -1162,7 +1161,8 @@ def record_step(info, step, loop, run, clock, agent, hp):
     if "topology_actor" in info:
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
     broken = [key for key in ("loss_q", "loss_pi") if key in info and not math.isfinite(info[key])]
-    broken += [name for name in NETWORKS[:4] if eval_due(step, hp) and not np.isfinite(agent[name]["flat"]).all()]
+    if eval_due(step, hp):                               # an evaluation comes next: the weights too
+        broken += [name for name in NETWORKS[:4] if not np.isfinite(agent[name]["flat"]).all()]
     if broken:
         raise RunError(f"training stopped at step {step}: {', '.join(broken)} not finite (NaN or inf); the last good "
                        f"checkpoint is {os.path.join(run['dir'], CHECKPOINT)}", 1)
@@ -1205,9 +1205,9 @@ def env_state(env, saved=None):
 
 def save_run(run, agent, buf, rng, env, loop):
     """Everything a run needs to continue, in checkpoint.npz: the networks and Adam, the replay buffer (with
-    --save-buffer), and as JSON the state of the loop (the CSV rows too), of the RNG and of the env. Then
-    config.json, and eval.csv and topology.csv from the rows the checkpoint holds. Adam's scratch vectors g_* and
-    tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
+    --save-buffer), and as JSON the state of the loop (eval.csv's rows too), of the RNG and of the env. Then
+    config.json, and eval.csv from the rows the checkpoint holds. Adam's scratch vectors g_* and tmp_flat carry no
+    state, and a flat vector holds the same numbers as its arrays (with_flat)."""
     arrays = {f"{name}/{key}": value for name in NETWORKS for key, value in agent[name].items()
               if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat")}
     if run["config"]["args"]["save_buffer"]:
@@ -1223,8 +1223,7 @@ def save_run(run, agent, buf, rng, env, loop):
 def text_files(run, loop):
     """{name: write(f)} of a run folder's text files, each written whole from what the checkpoint holds."""
     return {"config.json": lambda f: json.dump(run["config"], f, indent=2),
-            "eval.csv": lambda f: csv.writer(f).writerows(loop["eval.csv"]),
-            "topology.csv": lambda f: csv.writer(f).writerows(loop["topology.csv"])}
+            "eval.csv": lambda f: csv.writer(f).writerows(loop["eval.csv"])}
 
 def check_resume_loses_nothing(run, loop):
     """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this
@@ -1281,39 +1280,7 @@ def resume_from(data, progress, agent, buf, rng, env, loop):
         print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
 
 # =============================================================================
-# 16. Profiling (--profile): the share of the wall time of each phase, from Python's profiler, cProfile.
-# =============================================================================
-PHASES = ("explore", "buffer_sample", "td3_target", "critic_step", "topology_update", "actor_step", "soft_update",
-          "target_maintain_sparsity", "flush_subnormals", "evaluate")   # Part I's functions, one per phase
-
-def print_profile(profiler, wall, env):
-    """The share of the wall time that each phase took: the cumulative time of its function, as cProfile measured
-    it (with an overhead of its own, a few per cent), and of the training env's step, which `train` calls."""
-    stats = pstats.Stats(profiler).stats    # {(file, line, function): (calls, calls, own s, cumulative s, callers)}
-
-    def key(function):
-        return function.__code__.co_filename, function.__code__.co_firstlineno, function.__code__.co_name
-    prof = {name: stats.get(key(globals()[name]), (0, 0, 0, 0.0))[3] for name in PHASES}
-    callers = stats.get(key(type(env).step), (0, 0, 0, 0.0, {}))[4]   # {caller: (calls, calls, own, cumulative)}
-    prof["env.step"] = callers.get(key(train), (0, 0, 0, 0.0))[3]      # the training env's steps, which train made
-    prof["other (logging)"] = wall - sum(prof.values())
-    for phase, seconds in sorted(prof.items(), key=lambda kv: -kv[1]):
-        print(f"profile: {phase:<24s} {seconds / wall:6.1%} {seconds:9.2f}s", flush=True)
-
-# =============================================================================
-# 17. Evaluating a saved policy (--load CHECKPOINT --eval-only).
-# =============================================================================
-def eval_only(args, argv):
-    """Evaluate a saved policy deterministically, on its task and evaluation seed, and print mean and std."""
-    path, data, config, _ = load_checkpoint(args.load)
-    actor = {key.split("/", 1)[1]: value for key, value in data.items() if key.startswith("actor/")}
-    returns = evaluate(actor, make_env(config["args"]["env"]), args.eval_episodes, config["args"]["seed"] + 100)
-    print(f"eval_only checkpoint={path} env={config['args']['env']} episodes={args.eval_episodes} "
-          f"return_mean={returns.mean():.2f} return_std={returns.std():.2f}", flush=True)
-    return 0
-
-# =============================================================================
-# 18. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
+# 16. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
 #     A *comparison* is the runs of one env planned for one length T; its rows are the algorithms and the lab's
 #     settings, each over its seeds, and each comparison gets a panel of the figure.
 # =============================================================================
@@ -1340,7 +1307,8 @@ def read_run(path):
     for row in rows:
         with contextlib.suppress(ValueError):
             numbers = [float(cell) for cell in row]
-            good += [dict(zip(header, numbers))] if len(row) == len(header) and np.isfinite(numbers).all() else []
+            if len(row) == len(header) and np.isfinite(numbers).all():
+                good.append(dict(zip(header, numbers)))
     if len(good) < len(rows):
         report_warning(f"left out {len(rows) - len(good)} blank, malformed or non-finite rows of {path}/eval.csv")
     if not good:
@@ -1351,12 +1319,15 @@ def group_runs(folders):
     """{(env, T): {label: [runs]}} of every run below the folders, each run once, in the report's order. The runs
     of one env and one planned length T (a *comparison*) are compared with each other, one row per label: the
     algorithm, then each setting of HYPERPARAMETERS that the runs set away from its default (the lab's ones)."""
-    found = {}
+    found = {}                                           # {real path: path}: a run below two folders counts once
     for top in folders:
+        if not os.path.isdir(top):
+            report_warning(f"{top} is not a folder; left out")
         below = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
-        if not below:
-            report_warning(f"{top} is not a folder; left out" if not os.path.isdir(top) else f"no runs below {top}")
-        found.update({os.path.realpath(path): path for path in below if os.path.realpath(path) not in found})
+        if os.path.isdir(top) and not below:
+            report_warning(f"no runs below {top}")
+        for path in below:
+            found.setdefault(os.path.realpath(path), path)
     defaults = vars(make_parser().parse_args([]))
     groups = {}
     for run in sorted(filter(None, map(read_run, found.values())), key=lambda r: r["args"]["seed"]):
@@ -1412,33 +1383,52 @@ def svg(name, text=None, **attributes):
     tag = name + "".join(f' {key.replace("_", "-")}="{value}"' for key, value in attributes.items())
     return f"<{tag}/>" if text is None else f"<{tag}>{text}</{name}>"
 
-def svg_panel(name, curves, colours, x0, width=340, height=250, left=55, top=30, bottom=40):
-    """One panel: a frame with the range of each axis, and per row of the report the seed-mean curve and a ±1 std
-    band, with a legend below. Each curve also carries the numbers it was drawn from (data-points: step,return
-    pairs), so that a reader can check it."""
+def tick_values(lo, hi):
+    """Round values for an axis from lo to hi: about four, 1, 2 or 5 times a power of 10 apart."""
+    wanted = (hi - lo) / 4
+    power = 10 ** math.floor(math.log10(wanted))
+    step = min(m * power for m in (1, 2, 5, 10) if m * power >= wanted)
+    return np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step)   # hi too, if it is one
+
+PANEL_W, PANEL_H = 340, 250                              # a panel's size in pixels, its legend below it
+PANELS_PER_ROW = 3                                       # a README is about 900 px wide
+
+def svg_panel(name, curves, colours, x0, y0, left=55, top=30, bottom=40):
+    """One panel, its top left corner at (x0, y0): a frame with gridlines and ticks (tick_values), and per row of
+    the report the seed-mean curve and a ±1 std band, with a legend below. Each curve also carries the numbers it
+    was drawn from (data-points: step,return pairs), so that a reader can check it."""
     x_max = max(c["curve_steps"][-1] for c in curves.values())
     y_lo = min((c["curve_mean"] - c["curve_std"]).min() for c in curves.values())
     y_hi = max((c["curve_mean"] + c["curve_std"]).max() for c in curves.values()) + 1e-9
-    plot_w, plot_h = width - left - 25, height - top - bottom
-    px, py = x0 + left, top + plot_h                     # the pixel of the data point (0, y_lo)
+    plot_w = PANEL_W - left - 25
+    plot_h = PANEL_H - top - bottom
+    px = x0 + left                                       # (px, py): the pixel of the data point (0, y_lo)
+    py = y0 + top + plot_h
 
     def points(steps, returns):                          # data -> pixels; the y axis points down in SVG
         xs, ys = px + np.asarray(steps) * plot_w / x_max, py - (np.asarray(returns) - y_lo) * plot_h / (y_hi - y_lo)
         return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
 
-    out = [svg("text", name, x=px + plot_w / 2, y=top - 10, text_anchor="middle"),
-           svg("rect", x=px, y=top, width=plot_w, height=plot_h, fill="none", stroke="#444"),
-           svg("text", f"0 to {x_max:,} steps", x=px + plot_w, y=py + 16, text_anchor="end"),
-           svg("text", f"{y_lo:.0f}", x=px - 4, y=py, text_anchor="end"),
-           svg("text", f"{y_hi:.0f}", x=px - 4, y=top + 8, text_anchor="end")]
+    out = [svg("text", name, x=px + plot_w / 2, y=py - plot_h - 10, text_anchor="middle"),
+           svg("text", "steps", x=px + plot_w, y=py + 30, text_anchor="end")]
+    for step in tick_values(0, x_max):                   # a gridline and a label at each tick of each axis
+        x = px + step * plot_w / x_max
+        out += [svg("line", x1=x, y1=py, x2=x, y2=py - plot_h, stroke="#e4e4e4"),
+                svg("text", f"{step / 1000:g}k", x=x, y=py + 14, text_anchor="middle")]
+    for value in tick_values(y_lo, y_hi):
+        y = py - (value - y_lo) * plot_h / (y_hi - y_lo)
+        out += [svg("line", x1=px, y1=y, x2=px + plot_w, y2=y, stroke="#e4e4e4"),
+                svg("text", f"{value:g}", x=px - 4, y=y + 4, text_anchor="end")]
+    out.append(svg("rect", x=px, y=py - plot_h, width=plot_w, height=plot_h, fill="none", stroke="#444"))
     for i, (label, c) in enumerate(curves.items()):
         steps, mean, std = c["curve_steps"], c["curve_mean"], c["curve_std"]
         band = points(np.r_[steps, steps[::-1]], np.r_[mean + std, (mean - std)[::-1]])   # upper edge, lower back
         out += [svg("polygon", id=f"{name}/{label}/band", fill=colours[label], fill_opacity=0.2, points=band),
                 svg("polyline", id=f"{name}/{label}/mean", fill="none", stroke=colours[label], stroke_width=1.5,
                     points=points(steps, mean), data_points=" ".join(f"{s},{r:.2f}" for s, r in zip(steps, mean))),
-                svg("line", x1=px, y1=height + 6 + 14 * i, x2=px + 20, y2=height + 6 + 14 * i, stroke=colours[label],
-                    stroke_width=2), svg("text", label, x=px + 25, y=height + 10 + 14 * i)]   # the legend, below
+                svg("line", x1=px, y1=y0 + PANEL_H + 6 + 14 * i, x2=px + 20, y2=y0 + PANEL_H + 6 + 14 * i,
+                    stroke=colours[label], stroke_width=2),
+                svg("text", label, x=px + 25, y=y0 + PANEL_H + 10 + 14 * i)]                   # the legend, below
     return svg("g", "\n".join(out), id=f"panel-{name}")
 
 def report(args, argv):
@@ -1466,23 +1456,26 @@ def report(args, argv):
         raise RunError(f"no runs with evaluations below {', '.join(args.report)}")
     labels = dict.fromkeys([*ALGOS, *(label for curves in panels.values() for label in curves)])
     colours = {label: COLOURS[i % len(COLOURS)] for i, label in enumerate(labels)}   # the paper's three first
-    legend_h = 14 * max(map(len, panels.values()))
+    row_h = PANEL_H + 10 + 14 * max(map(len, panels.values()))   # a panel and its legend
+    n_rows = math.ceil(len(panels) / PANELS_PER_ROW)
     body = [svg("rect", width="100%", height="100%", fill="white"),
-            svg("text", "evaluation return, mean over seeds ± 1 std", x=55, y=268 + legend_h),
-            *(svg_panel(name, curves, colours, 340 * i) for i, (name, curves) in enumerate(panels.items()))]
+            svg("text", "evaluation return, mean over seeds ± 1 std", x=55, y=n_rows * row_h + 8)]
+    for i, (name, curves) in enumerate(panels.items()):
+        body.append(svg_panel(name, curves, colours, PANEL_W * (i % PANELS_PER_ROW), row_h * (i // PANELS_PER_ROW)))
     figure = os.path.join(args.report[0], "report.svg")
     write_atomically(figure, lambda f: f.write(svg("svg", "\n".join(body), xmlns="http://www.w3.org/2000/svg",
-                                                   width=340 * len(panels), height=275 + legend_h,
-                                                   font_family="sans-serif", font_size=11) + "\n"))
+                                                   width=PANEL_W * min(len(panels), PANELS_PER_ROW),
+                                                   height=n_rows * row_h + 15, font_family="sans-serif",
+                                                   font_size=11) + "\n"))
     print(f"figure: {figure}", flush=True)
     return 0
 
 # =============================================================================
-# 19. main: build the run, watch the training loop of Part I, and report. The one error boundary.
+# 17. main: build the run, watch the training loop of Part I, and report. The one error boundary.
 # =============================================================================
 def start_run(args, argv):
-    """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint: its settings
-    then are those of its config.json, not today's defaults."""
+    """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint (its settings
+    then are those of its config.json, not today's defaults), as the run's parts: parts.agent, parts.loop, ..."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume)
@@ -1500,7 +1493,7 @@ def start_run(args, argv):
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
     loop = {"step": 0, "last_eval": float("nan"), "obs": obs,      # the loop's state, saved with checkpoints
             "flops": 0.0, "flops_dense": 0.0,                      # training FLOPs so far, and dense TD3's
-            "eval.csv": [EVAL_FIELDS], "topology.csv": topology_rows(agent, 0)}   # the rows of the CSVs
+            "eval.csv": [EVAL_FIELDS]}                                     # the rows of eval.csv
     if checkpoint is not None:
         run["config"] = config
         run["dir"] = os.path.dirname(path) or "."
@@ -1515,59 +1508,61 @@ def start_run(args, argv):
     save_run(run, agent, buf, rng, env, loop)                # a checkpoint at step 0: never a run without one
     for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
         print(f"{key}: {' '.join(f'{k}={v}' for k, v in value.items()) if type(value) is dict else value}", flush=True)
-    return args, hp, agent, env, eval_env, buf, rng, loop, run
+    return types.SimpleNamespace(args=args, hp=hp, agent=agent, env=env, eval_env=eval_env, buf=buf, rng=rng, loop=loop,
+                                 run=run)
 
 def run_training(args, argv):
     """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
-    args, hp, agent, env, eval_env, buf, rng, loop, run = start_run(args, argv)
+    parts = start_run(args, argv)                        # its settings, networks, env, buffer, RNG, loop, folder
     stop = {}
 
-    def note_signal(signum, frame):                      # Ctrl-C and SIGTERM only note the signal: the loop
-        stop.setdefault("signal", signum)                # finishes its step, then saves
+    def note_signal(signum, frame):
+        """Ctrl-C or SIGTERM: the loop finishes its step (an evaluation can take a minute), saves and stops. A
+        second one stops at once, from the checkpoint of the last evaluation."""
+        if "signal" in stop:
+            raise KeyboardInterrupt
+        stop["signal"] = signum
+        note = f"{signal.Signals(signum).name}: stopping after this step; press Ctrl-C again to stop at once\n"
+        with contextlib.suppress(OSError):               # unbuffered: a print here could land inside another
+            os.write(sys.stderr.fileno(), note.encode())
 
     handlers = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         handlers[sig] = signal.signal(sig, note_signal)
     start = time.perf_counter()
     clock = {"log": {}}                                  # the latest losses, and when training started
-    profiler = cProfile.Profile()
-    if args.profile:
-        profiler.enable()
     try:
-        for step, info in train(agent, env, eval_env, buf, hp, rng, loop):
+        for step, info in train(parts.agent, parts.env, parts.eval_env, parts.buf, parts.hp, parts.rng, parts.loop):
             if "eval_returns" in info:
-                record_evaluation(info["eval_returns"], agent, buf, rng, env, loop, run, args)
+                record_evaluation(info["eval_returns"], parts)
             else:
-                record_step(info, step, loop, run, clock, agent, hp)
-                if eval_due(step, hp):
+                record_step(info, step, parts.loop, parts.run, clock, parts.agent, parts.hp)
+                if eval_due(step, parts.hp):
                     continue                             # this step's evaluation is the next yield
-            if step % args.log_every == 0:
-                print_progress(step, args.total_steps, loop, agent, clock)
-            if "signal" in stop and step < args.total_steps:
-                save_run(run, agent, buf, rng, env, loop)
+            if step % parts.args.log_every == 0:
+                print_progress(step, parts.hp["total_steps"], parts.loop, parts.agent, clock)
+            if "signal" in stop and step < parts.hp["total_steps"]:
+                save_run(parts.run, parts.agent, parts.buf, parts.rng, parts.env, parts.loop)
                 print(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: checkpoint saved; "
-                      f"resume with: python dst_td3.py --resume {shlex.quote(run['dir'])}", flush=True)
+                      f"resume with: python dst_td3.py --resume {shlex.quote(parts.run['dir'])}", flush=True)
                 return 128 + stop["signal"]
     finally:
-        profiler.disable()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     wall = time.perf_counter() - start
-    print(f"done steps={args.total_steps} wall={wall:.0f}s final_eval={loop['last_eval']:.1f} run_dir={run['dir']}\n"
-          f"reproduce: {run['config']['command']}", flush=True)
-    if args.profile:
-        print_profile(profiler, wall, env)
+    print(f"done steps={parts.hp['total_steps']} wall={wall:.0f}s final_eval={parts.loop['last_eval']:.1f} "
+          f"run_dir={parts.run['dir']}\nreproduce: {parts.run['config']['command']}", flush=True)
     return 0
 
 def main(argv=None):
     """Run the mode the flags ask for. Every failure ends here in one line on stderr, without a traceback."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    for stream in (sys.stdout, sys.stderr):              # a character the terminal cannot show (₀ in cp1252,
-        stream.reconfigure(errors="backslashreplace")    # or in ASCII) is escaped, never an error
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        for stream in (sys.stdout, sys.stderr):          # a character the terminal cannot show (₀ in cp1252,
+            stream.reconfigure(errors="backslashreplace")   # or in ASCII) is escaped, never an error
         args = make_parser().parse_args(argv)
         given = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}   # --a-b=1: a_b
-        command = {"report": report, "eval_only": eval_only}.get(check_args(args, given), run_training)
+        command = {"report": report}.get(check_args(args, given), run_training)
         with np.errstate(over="ignore", invalid="ignore"):   # overflow becomes inf/NaN, which the loop reports
             return command(args, argv)
     except RunError as err:
@@ -1585,9 +1580,11 @@ def main(argv=None):
     except ImportError as err:                           # a missing package
         print(f"dst_td3.py: error: pip install -r requirements.txt: {err}", file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:                            # Ctrl-C where the training loop's handler is not set
+    except KeyboardInterrupt:                            # Ctrl-C or SIGTERM outside the training loop, or twice
         print("dst_td3.py: interrupted", file=sys.stderr, flush=True)
         return 130
 
 if __name__ == "__main__":
+    for sig in (signal.SIGINT, signal.SIGTERM):          # from here on both raise KeyboardInterrupt, which ends a
+        signal.signal(sig, signal.default_int_handler)   # file's write whole (write_atomically) and main answers
     sys.exit(main())

@@ -882,8 +882,6 @@ def flag_of(name):
         return f"{flag} ({SYMBOLS[name]})"
     return flag
 
-LARGEST_INT = 2 ** 53  # the largest integer that a float64 holds exactly: the schedule multiplies T by fractions
-
 def interval_end(end, args):
     """One end of an interval of the table: a number, inf, or the value of the hyperparameter it names."""
     if hasattr(args, end):
@@ -893,7 +891,7 @@ def interval_end(end, args):
 def range_error(name, args, interval):
     """None if the flag's value lies in its interval, written as in maths, "(0, 1]" or "(learning_starts, inf)" (an
     end may name another hyperparameter); else the one line that says so, in flag names. Each value is checked in
-    its own type: an int as an int, at most LARGEST_INT; a float as the float32 (DTYPE) that training uses, which
+    its own type: an int as an int, at most 2**53; a float as the float32 (DTYPE) that training uses, which
     must be finite, so that --lr 1e-50, 0 in float32, is not in (0, inf)."""
     value = getattr(args, name)
     flag = flag_of(name)
@@ -903,7 +901,7 @@ def range_error(name, args, interval):
             used = float(DTYPE(value))                   # 1e300 becomes inf, 1e-50 becomes 0
         if not math.isfinite(used):
             return f"{flag} must be finite in float32; not {value}"
-    elif abs(value) > LARGEST_INT:
+    elif abs(value) > 2 ** 53:                           # float64's exact integers: the schedule multiplies T
         return f"{flag} must be at most 2**53; not {value}"
     ends = [end.strip() for end in interval[1:-1].split(",")]
     lo = interval_end(ends[0], args)
@@ -972,8 +970,6 @@ def hyperparameters(args):
 # =============================================================================
 # 12. Environments, and the versions that a run records.
 # =============================================================================
-PAPER_TASKS = ("HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v5", "Humanoid-v4")   # the README's versions
-
 def make_env(env_id):
     """gymnasium.make, with a one-line error where the task cannot be made here or does not suit TD3."""
     import gymnasium as gym                              # here: --help and --report need no gymnasium
@@ -983,7 +979,7 @@ def make_env(env_id):
         env = gym.make(env_id)
     except (gym.error.Error, ImportError, ValueError) as err:   # unknown id, MuJoCo or Box2D missing, ...
         raise RunError(f"cannot make {env_id}: {' '.join(str(err).split()).rstrip('.')}; the paper's tasks here are "
-                       f"{', '.join(PAPER_TASKS)} (README)") from None
+                       "HalfCheetah-v4, Hopper-v4, Walker2d-v4, Ant-v5 and Humanoid-v4 (README)") from None
     space, shape = env.action_space, env.observation_space.shape
     if not (isinstance(space, gym.spaces.Box) and np.isfinite([space.low, space.high]).all() and len(shape or ()) == 1):
         raise RunError(f"{env_id} has a {type(space).__name__} action space and observations of shape {shape}; "
@@ -1266,8 +1262,10 @@ def resume_from(data, progress, agent, buf, rng, env, loop):
     """Load a checkpoint into the run that its config.json built: networks, RNG, loop, buffer and env."""
     for key, value in data.items():                     # the same configuration built both: the same shapes
         name, _, array = key.partition("/")
-        if name in NETWORKS or name == "buffer":
-            (agent.get(name) or buf)[array][:len(value)] = value
+        if name in NETWORKS:
+            agent[name][array][:len(value)] = value
+        elif name == "buffer":
+            buf[array][:len(value)] = value
     agent["opt_actor"]["t"], agent["opt_critic"]["t"] = progress["adam_t"]
     loop.update(progress["loop"], obs=np.array(progress["loop"]["obs"]))
     rng.bit_generator.state = progress["rng"]
@@ -1493,7 +1491,7 @@ def start_run(args, argv):
     obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
     loop = {"step": 0, "last_eval": float("nan"), "obs": obs,      # the loop's state, saved with checkpoints
             "flops": 0.0, "flops_dense": 0.0,                      # training FLOPs so far, and dense TD3's
-            "eval.csv": [EVAL_FIELDS]}                                     # the rows of eval.csv
+            "eval.csv": [EVAL_FIELDS]}                             # the rows of eval.csv
     if checkpoint is not None:
         run["config"] = config
         run["dir"] = os.path.dirname(path) or "."

@@ -1147,7 +1147,7 @@ def assert_one_line_error(res, message, code=2):
     # what the environment or the networks cannot be
     (["--env", "Hoper-v4"], "Did you mean: `Hopper`?"),               # Gymnasium's own suggestion
     (["--env", "CartPole-v1"], "Discrete action space"),
-    (["--env", "Hopper-v3"], "the paper's tasks here are HalfCheetah-v4, Hopper-v4, Walker2d-v4, Ant-v5"),
+    (["--env", "Hopper-v3"], "the paper's tasks here are HalfCheetah-v4, Hopper-v4, Walker2d-v4, Ant-v5 and"),
     (["--sparsity", "0.995"], "cannot be reached with a dense output layer: the actor of this task reaches at "
                               "most 0.9888"),                         # 68,352 sparse weights, 768 dense ones
     (["--lambda-in", "1e-9"], "actor.W1 would have no connection"),    # Eq. 1 gives p ~ 1e-10

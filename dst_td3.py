@@ -1319,10 +1319,10 @@ def group_runs(folders):
     algorithm, then each setting of HYPERPARAMETERS that the runs set away from its default (the lab's ones)."""
     found = {}                                           # {real path: path}: a run below two folders counts once
     for top in folders:
+        below = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
         if not os.path.isdir(top):
             report_warning(f"{top} is not a folder; left out")
-        below = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
-        if os.path.isdir(top) and not below:
+        elif not below:
             report_warning(f"no runs below {top}")
         for path in below:
             found.setdefault(os.path.realpath(path), path)

@@ -2323,7 +2323,8 @@ def test_report_reads_every_report_flag_and_escapes_what_stdout_cannot_encode(tm
 
 
 def test_report_reads_the_committed_results(tmp_path):
-    """Every committed run is read (no warning), and each row of the README's results table is the report's own."""
+    """Every committed run is read (no warning), each row of the README's results table is the report's own, and
+    so is each final return that the README sets beside the paper's Table 2 ("DS-TD3, here", "TD3, here")."""
     import shutil
     shutil.copytree(os.path.join(HERE, "results"), tmp_path / "results")
     res = run_cli("--report", str(tmp_path / "results"))
@@ -2334,6 +2335,21 @@ def test_report_reads_the_committed_results(tmp_path):
         readme = [line for line in f.read().splitlines() if "× |" in line]   # the results table's rows
     stale = [line for line in readme if line not in rows]
     assert len(readme) >= 10 and not stale, f"README: results rows that `--report results` no longer prints: {stale}"
+    finals = {}                                          # (task, algorithm): the final return of its 1M row
+    for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows):
+        if cells[3] == "1,000,000":
+            finals[(cells[0].split("-v")[0], cells[1])] = cells[4]
+    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+        table = [[c.strip() for c in line.strip("|").split("|")] for line in f.read().splitlines()
+                 if line.startswith(("| final return at 1M", "| DS-TD3, here", "| TD3, here"))]
+    tasks = table[0][1:]
+    for algo, *cells in table[1:]:
+        label = algo.split(",")[0].lower().replace(" ", "-")
+        shown = dict(zip(tasks, cells))
+        expected = {task: finals.get((task, label), "") for task in tasks}
+        assert shown == expected, f"README: the '{algo}' row beside the paper's Table 2 shows {shown}; " \
+            f"`--report results` gives the final returns of the 1M rows {expected}"
+    assert len(table) == 3 and len(finals) >= 6, f"README: the 'DS-TD3, here' and 'TD3, here' rows: {table}"
 # <<< instructor only
 
 

@@ -1587,9 +1587,14 @@ def make_run(folder, env, algo, seed, returns, connections, flops_vs_dense, dorm
                              "dormant_actor": dormant[0], "dormant_critic": dormant[1]})
 
 
+def table_cells(line):
+    """The cells of one Markdown table row: "| a | b |" -> ["a", "b"]."""
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
 def report_rows(stdout):
     return {tuple(cells[:2]): cells for cells in
-            ([c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines()
+            (table_cells(line) for line in stdout.splitlines()
              if line.startswith("| Hopper") or line.startswith("| Walker"))}
 
 
@@ -2331,17 +2336,16 @@ def test_report_reads_the_committed_results(tmp_path):
     assert res.returncode == 0 and res.stderr == "", res.stderr
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "algorithm" not in line]
     assert len(rows) >= 15 and "figure: " in res.stdout, f"report: every group of results/ has a row: {rows}"
-    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
-        readme = [line for line in f.read().splitlines() if "× |" in line]   # the results table's rows
+    readme_lines = read_text(os.path.join(HERE, "README.md")).splitlines()
+    readme = [line for line in readme_lines if "× |" in line]   # the results table's rows
     stale = [line for line in readme if line not in rows]
     assert len(readme) >= 10 and not stale, f"README: results rows that `--report results` no longer prints: {stale}"
     finals = {}                                          # (task, algorithm): the final return of its 1M row
-    for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows):
+    for cells in map(table_cells, rows):
         if cells[3] == "1,000,000":
             finals[(cells[0].split("-v")[0], cells[1])] = cells[4]
-    with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
-        table = [[c.strip() for c in line.strip("|").split("|")] for line in f.read().splitlines()
-                 if line.startswith(("| final return at 1M", "| DS-TD3, here", "| TD3, here"))]
+    table = [table_cells(line) for line in readme_lines
+             if line.startswith(("| final return at 1M", "| DS-TD3, here", "| TD3, here"))]
     assert len(table) == 3 and len(finals) >= 6, f"README: the 'DS-TD3, here' and 'TD3, here' rows: {table}"
     tasks = table[0][1:]
     for algo, *cells in table[1:]:

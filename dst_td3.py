@@ -230,7 +230,8 @@ def n_present(M):
     return int(np.count_nonzero(M))
 
 def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
-    """M: (n_in, n_out) with each connection present independently with probability p   [DS-TD3, Eq. 1]"""
+    """M: (n_in, n_out) with each connection present independently with probability p   [DS-TD3, Eq. 1].
+    The draw: one call rng.random((n_in, n_out)); a connection is present where its number is below p."""
     return (rng.random((n_in, n_out)) < p).astype(dtype)
 
 def er_densities(sizes, lams, sparsity=None):
@@ -266,7 +267,9 @@ def drop_and_grow(W, M, eta, rng, grow=True, dW_dense=None):
     Drop: the η fraction of positive weights closest to zero (the smallest positive ones) and the η fraction of
     negative weights closest to zero (the negative ones of smallest magnitude).
     Grow: as many new connections among the positions that were absent before this update: uniformly at random
-    (the paper, SET), or, given dW_dense (n_in, n_out) = ∂L/∂W at every position, where |∂L/∂W| is largest [RigL]."""
+    (the paper, SET), or, given dW_dense (n_in, n_out) = ∂L/∂W at every position, where |∂L/∂W| is largest [RigL].
+    The draw (random growth only): one call rng.choice(free, size=n_dropped, replace=False), with free the flat
+    indices of the absent positions in increasing order, np.flatnonzero(M.reshape(-1) == 0) before the drop."""
     w, mask = W.reshape(-1), M.reshape(-1)               # views of the same memory (contiguous arrays)
     active = np.flatnonzero(mask)
     # CHOICE: grown positions exclude the ones just dropped, because Alg. 2 grows "new" connections; the official
@@ -524,7 +527,8 @@ def buffer_sample(buf, batch_size, rng):
 # 7. The TD3 update: target, critic step, delayed actor step, soft update; the FLOPs it costs.
 # =============================================================================
 def td3_target(actor_targ, critic_targ, batch, gamma, sigma, c, act_lo, act_hi, rng):
-    """y: (B, 1). sigma, c, act_lo, act_hi: (A,), already scaled to the action range."""
+    """y: (B, 1). sigma, c, act_lo, act_hi: (A,), already scaled to the action range.
+    The draw: one call rng.standard_normal((B, A), dtype=next_obs.dtype), times sigma, is the noise ξ."""
     next_obs = batch["next_obs"]
     # PAPER: ã = clip(π'(s') + clip(ξ, -c, c), lo, hi),  ξ ~ N(0, σ̃²)        [TD3, Alg. 1 / Eq. 15]
     xi = np.clip(rng.standard_normal((next_obs.shape[0], sigma.size), dtype=next_obs.dtype) * sigma, -c, c)
@@ -625,7 +629,8 @@ def as_stack(a):
 def topology_update(net, opt, eta, rng, grow=True, dense_grads=None):
     """Drop-and-grow in every sparse layer of one network, each critic twin on its own   [DS-TD3, Alg. 2].
     dense_grads: None (random growth) or {W1, W2: ∂L/∂W at every position} for gradient growth [RigL].
-    Returns {layer name: number of connections dropped (= grown, unless grow=False)}."""
+    Returns {layer name: number of connections dropped (= grown, unless grow=False)}.
+    The order of the draws: layer 1 before layer 2, and within a layer twin Q1 before Q2."""
     counts = {}
     for l in (1, 2):
         stacks = [as_stack(a) for a in (net[f"W{l}"], net[f"M{l}"], opt[f"m_W{l}"], opt[f"v_W{l}"])]

@@ -905,11 +905,18 @@ def reference_module():
     return dst_td3
 
 
+@functools.lru_cache(maxsize=None)
+def handout_cases():
+    """course/cases.npz, read once per process (the student's pytest grades all 12 exercises in one). Nothing
+    writes into it: run_case grades on copies, and the stubs write copies of what it holds."""
+    return load_data(CASES_FILE)
+
+
 def exercise_data(number, seed, data=None):
     """The cases of one exercise, with the reference's recordings and results: live on the instructor's side,
     from course/cases.npz in a handout (or from `data`, what load_data read from one)."""
     if data is None and os.path.exists(CASES_FILE):
-        data = load_data(CASES_FILE)
+        data = handout_cases()
     if data is not None:
         if seed != data["seed"]:
             raise CourseError(f"--seed {seed}: this folder's cases are recorded at seed {data['seed']}; other seeds "

@@ -480,9 +480,10 @@ def test_the_handout_is_the_students_folder_and_holds_no_removed_body(student_fo
             leaks.append(f"{path}: a fragment of {removed[fragment]}'s body: {fragment[:100]}")
     assert not leaks, "handout: code that computes a removed body, by the syntax tree:\n" + "\n".join(leaks)
     student = course.read_text(student_folder / "dst_td3.py")
+    blank = course.load_module(str(student_folder / "dst_td3.py"), "blank")
     for row in course.EXERCISES:
         for name in row["functions"]:
-            assert course.is_blank(course.load_module(str(student_folder / "dst_td3.py"), "blank"), name), name
+            assert course.is_blank(blank, name), f"handout: {name} is not blank in the student's dst_td3.py"
     assert "PLANTED" not in course.read_text(student_folder / "test_dst_td3.py")
     assert student.count("raise NotImplementedError") >= len(removed_functions())
 

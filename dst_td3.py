@@ -87,11 +87,13 @@ References (the keys used in comments):
   [ReDo]   G. Sokar et al. The Dormant Neuron Phenomenon in Deep Reinforcement Learning. ICML 2023.
 
 Part I, the method, reads top to bottom and ends on the training loop; Part II runs it (command line, run
-folders, checkpoints, the report), and its section 14 explains every logged metric.
+folders, checkpoints, --watch), and its section 14 explains every logged metric and topology.csv.
 """
+# Part II's first lines, here because they must come before the imports: numpy takes a second to import, and
+# Ctrl-C during it would print a traceback. Run as a program, Ctrl-C until main (section 17) starts ends it quietly.
 import signal
 
-if __name__ == "__main__":  # run as a program: Ctrl-C during the imports ends it quietly, as main (section 17) would
+if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 # #############################################################################################################
@@ -101,6 +103,7 @@ if __name__ == "__main__":  # run as a program: Ctrl-C during the imports ends i
 # =============================================================================
 # 1. Imports, the floating-point type and the paper's hyperparameters.
 # =============================================================================
+import collections
 import math
 import os
 
@@ -113,45 +116,63 @@ import numpy as np
 
 DTYPE = np.float32  # training runs in float32 end to end; the tests check the math in float64
 
-# The hyperparameters, one line each: the paper's value [DS-TD3, Sec. 5; TD3, Sec. 6], what it means, and the
-# values it may take: an interval (an end may name another hyperparameter), or the choices. Those marked (lab)
-# are not the paper's: they belong to the *lab*, the options that compare DS-TD3's choices with those of later
-# work (README, Experiments to try). Part II makes the command line, its --help and its input checks from this
-# one table; the functions below receive the values as `hp`, a plain dict: hp["gamma"].
+# The hyperparameters, one row each: the --help group it belongs to, its type, the paper's value [DS-TD3, Sec. 5;
+# TD3, Sec. 6], the values it may take (an interval, whose end may name another hyperparameter, or the choices),
+# the algorithms that read it, and what it means. Those marked (lab) are not the paper's: they belong to the
+# *lab*, the options that compare DS-TD3's choices with those of later work (README, Experiments to try). Part II
+# makes the command line, its --help and its input checks from this one table; the functions below receive the
+# values as `hp`, a plain dict: hp["gamma"].
+Hyperparameter = collections.namedtuple("Hyperparameter", "group type default valid read_by meaning")
+ALL = ("ds-td3", "static-td3", "td3")                    # the algorithms (--algo)
+SPARSE = ("ds-td3", "static-td3")                        # those with masks
 HYPERPARAMETERS = {
-    "algo": ("ds-td3", "ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense",
-             ("ds-td3", "static-td3", "td3")),
-    "seed": (0, "seeds the RNG, the training env (seed) and the evaluation env (seed + 100)", "[0, inf)"),
-    "total_steps": (1_000_000, "environment steps T (more than the warm-up, or nothing trains)",
-                    "(learning_starts, inf)"),
-    "learning_starts": (25_000, "warm-up: uniformly random steps T₀ before training", "[0, inf)"),
-    "batch_size": (100, "transitions per training iteration B", "[1, total_steps]"),
-    "buffer_size": (1_000_000, "replay buffer capacity (at least a batch)", "[batch_size, inf)"),
-    "hidden": (256, "width H of both hidden layers", "[1, inf)"),
-    "gamma": (0.99, "discount γ", "[0, 1]"),
-    "tau": (0.005, "target update rate τ", "(0, 1]"),
-    "lr": (1e-3, "Adam's learning rate, actor and critics", "(0, inf)"),
-    "weight_decay": (2e-4, "L2 coefficient added to the gradient [DS-TD3]", "[0, inf)"),
-    "expl_noise": (0.1, "exploration noise std, a fraction of the max action", "[0, inf)"),
-    "policy_noise": (0.2, "target smoothing noise std σ̃, a fraction of the max action", "[0, inf)"),
-    "noise_clip": (0.5, "target smoothing noise clip c, a fraction of the max action", "[0, inf)"),
-    "policy_delay": (2, "actor and target update period d, in iterations", "[1, inf)"),
-    "sparsity": (None, "(lab) target sparsity of each network; none: the paper's λ1, λ2 decide", "[0, 1)"),
-    "lambda_in": (None, "Erdős–Rényi factor λ1 of the input layer; none: the paper's for the task (LAMBDA_IN)",
-                  "(0, inf)"),
-    "lambda_hidden": (64.0, "Erdős–Rényi factor λ2 of the hidden layer", "(0, inf)"),
-    "drop_fraction": (0.05, "η, the fraction of each sign dropped and regrown at a topology update", "(0, 1)"),
-    "update_period": (1000, "topology update period e, in iterations (a multiple of d)", "[1, inf)"),
-    "stop_adapt": (0.95, "regrow while the env step is at most this fraction of T (official code: T - T₀ - 50,000)",
-                   "[0, 1]"),
-    "grow": ("random", "(lab) where connections regrow: random [SET], or gradient, the largest |∂L/∂W| [RigL]",
-             ("random", "gradient")),
-    "drop_schedule": ("constant", "(lab) η at each update: constant, or cosine, decayed to 0 [RigL; Graesser]",
-                      ("constant", "cosine")),
-    "distribution": ("er", "(lab) layer densities: er, Erdős–Rényi (Eq. 1), or uniform, one density [Graesser]",
-                     ("er", "uniform")),
-    "eval_every": (5000, "evaluate every this many environment steps", "[1, inf)"),
-    "eval_episodes": (10, "deterministic episodes per evaluation", "[1, inf)"),
+    "algo": Hyperparameter("experiment", str, "ds-td3", ALL, ALL,
+                           "ds-td3: evolving sparse masks; static-td3: fixed sparse masks; td3: dense"),
+    "seed": Hyperparameter("experiment", int, 0, "[0, inf)", ALL,
+                           "seeds the RNG, the training env (seed) and the evaluation env (seed + 100)"),
+    "total_steps": Hyperparameter("experiment", int, 1_000_000, "(learning_starts, inf)", ALL,
+                                  "environment steps T (more than the warm-up, or nothing trains)"),
+    "learning_starts": Hyperparameter("experiment", int, 25_000, "[0, inf)", ALL,
+                                      "warm-up: uniformly random steps T₀ before training"),
+    "batch_size": Hyperparameter("TD3", int, 100, "[1, total_steps]", ALL, "transitions per training iteration B"),
+    "buffer_size": Hyperparameter("TD3", int, 1_000_000, "[batch_size, inf)", ALL,
+                                  "replay buffer capacity (at least a batch)"),
+    "hidden": Hyperparameter("TD3", int, 256, "[1, inf)", ALL, "width H of both hidden layers"),
+    "gamma": Hyperparameter("TD3", float, 0.99, "[0, 1]", ALL, "discount γ"),
+    "tau": Hyperparameter("TD3", float, 0.005, "(0, 1]", ALL, "target update rate τ"),
+    "lr": Hyperparameter("TD3", float, 1e-3, "(0, inf)", ALL, "Adam's learning rate, actor and critics"),
+    "weight_decay": Hyperparameter("TD3", float, 2e-4, "[0, inf)", ALL,
+                                   "L2 coefficient added to the gradient [DS-TD3]"),
+    "expl_noise": Hyperparameter("TD3", float, 0.1, "[0, inf)", ALL,
+                                 "exploration noise std, a fraction of the max action"),
+    "policy_noise": Hyperparameter("TD3", float, 0.2, "[0, inf)", ALL,
+                                   "target smoothing noise std σ̃, a fraction of the max action"),
+    "noise_clip": Hyperparameter("TD3", float, 0.5, "[0, inf)", ALL,
+                                 "target smoothing noise clip c, a fraction of the max action"),
+    "policy_delay": Hyperparameter("TD3", int, 2, "[1, inf)", ALL, "actor and target update period d, in iterations"),
+    "lambda_in": Hyperparameter("DS-TD3", float, None, "(0, inf)", SPARSE,
+                                "Erdős–Rényi factor λ1 of the input layer; none: the paper's for the task "
+                                "(LAMBDA_IN)"),
+    "lambda_hidden": Hyperparameter("DS-TD3", float, 64.0, "(0, inf)", SPARSE,
+                                    "Erdős–Rényi factor λ2 of the hidden layer"),
+    "drop_fraction": Hyperparameter("DS-TD3", float, 0.05, "(0, 1)", ("ds-td3",),
+                                    "η, the fraction of each sign dropped and regrown at a topology update"),
+    "update_period": Hyperparameter("DS-TD3", int, 1000, "[1, inf)", ("ds-td3",),
+                                    "topology update period e, in iterations (a multiple of d)"),
+    "stop_adapt": Hyperparameter("DS-TD3", float, 0.95, "[0, 1]", ("ds-td3",),
+                                 "regrow while the env step is at most this fraction of T (official code: "
+                                 "T - T₀ - 50,000)"),
+    "sparsity": Hyperparameter("lab", float, None, "[0, 1)", SPARSE,
+                               "(lab) target sparsity of each network; none: the paper's λ1, λ2 decide"),
+    "grow": Hyperparameter("lab", str, "random", ("random", "gradient"), ("ds-td3",),
+                           "(lab) where connections regrow: random [SET], or gradient, the largest |∂L/∂W| [RigL]"),
+    "drop_schedule": Hyperparameter("lab", str, "constant", ("constant", "cosine"), ("ds-td3",),
+                                    "(lab) η at each update: constant, or cosine, decayed to 0 [RigL; Graesser]"),
+    "distribution": Hyperparameter("lab", str, "er", ("er", "uniform"), SPARSE,
+                                   "(lab) layer densities: er, Erdős–Rényi (Eq. 1), or uniform, one density "
+                                   "[Graesser]"),
+    "eval_every": Hyperparameter("logs", int, 5000, "[1, inf)", ALL, "evaluate every this many environment steps"),
+    "eval_episodes": Hyperparameter("logs", int, 10, "[1, inf)", ALL, "deterministic episodes per evaluation"),
 }
 # λ1, the Erdős–Rényi factor of the input layer, per task family [DS-TD3, Sec. 5]
 LAMBDA_IN = {"HalfCheetah": 7.0, "Hopper": 7.0, "Walker2d": 7.0, "Ant": 40.0, "Humanoid": 61.0}
@@ -784,8 +805,9 @@ def train(agent, env, eval_env, buf, hp, rng, loop):
 
 # #############################################################################################################
 #                                       PART II — RUNNING IT
-# What a user needs around the method; nothing below changes what Part I computes. Errors have one boundary, main
-# (section 17): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line, exit 1.
+# What a user needs around the method; nothing below changes what Part I computes. Errors have one boundary,
+# guarded (section 17): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line,
+# exit 1. The two programs beside this file, results/report.py and course/course.py, import it and share it.
 # #############################################################################################################
 import argparse
 import contextlib
@@ -797,161 +819,171 @@ import platform
 import shlex
 import sys
 import time
-import types
 import warnings
 import zipfile
 from importlib import metadata
 
 # =============================================================================
-# 11. The command line, made from HYPERPARAMETERS (section 1) and the flags of running a run.
+# 11. The command line: HYPERPARAMETERS (section 1), and RUN_FLAGS, the flags of running a run.
 # =============================================================================
-RUN_FLAGS = {  # name: (default, meaning, valid values), as in HYPERPARAMETERS
-    "env": ("Hopper-v4", "Gymnasium id of a task with a bounded Box action space and vector observations", None),
-    "runs_dir": ("runs", "each run writes a folder here: config.json, eval.csv, checkpoint.npz", None),
-    "log_every": (2000, "print a progress line every this many steps", "[1, inf)"),
-    "save_buffer": (False, "checkpoints hold the replay buffer too: --resume is exact (110 MB/1M Hopper steps)", None),
-    "resume": (None, "RUN_DIR: continue its run from its checkpoint, with the settings it started with", None),
-    "report": (None, "DIR [DIR ...]: the paper's metrics of the runs below, and their curves in DIR/report.svg", None),
+# A flag of running a run: its --help group, type, default, valid values (an interval, or None: any), the mode
+# that reads it (train; resume and watch are modes of their own), its placeholder in --help, and what it means.
+RunFlag = collections.namedtuple("RunFlag", "group type default valid mode metavar meaning")
+RUN_FLAGS = {
+    "env": RunFlag("experiment", str, "Hopper-v4", None, "train", "ID", "a Gymnasium task with bounded Box actions"),
+    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "each run writes a folder here (README)"),
+    "log_every": RunFlag("logs", int, 2000, "[1, inf)", "train", "N", "print a progress line every this many steps"),
+    "save_buffer": RunFlag("logs", bool, False, None, "train", None,
+                           "checkpoints hold the replay buffer: --resume of a MuJoCo task is exact (110 MB/1M steps)"),
+    "resume": RunFlag("modes", str, None, None, "resume", "RUN_DIR", "continue RUN_DIR's run, with its own settings"),
+    "watch": RunFlag("modes", str, None, None, "watch", "RUN_DIR",
+                     "rerun the saved policy's last evaluation, print its returns, write RUN_DIR/policy.gif"),
 }
-# The flags that only some algorithms read: a flag the algorithm would ignore is an error, as one a mode would ignore.
-SPARSE_FLAGS = {"sparsity", "lambda_in", "lambda_hidden", "distribution"}                # ds-td3 and static-td3
-ADAPTING_FLAGS = {"drop_fraction", "update_period", "stop_adapt", "grow", "drop_schedule"}   # ds-td3 only
-NOT_READ_BY = {"ds-td3": set(), "static-td3": ADAPTING_FLAGS, "td3": SPARSE_FLAGS | ADAPTING_FLAGS}
-# mode: (the flags it reads, and where others cannot be used). A flag the mode would ignore is an error, not dropped.
-MODES = {"report": ({"report"}, "with --report"),
-         "resume": ({"resume"}, "with --resume: a run goes on with the settings it started with (a longer "
-                                "--total-steps would move its last topology update)"),
-         "train": (set(HYPERPARAMETERS) | {"env", "runs_dir", "log_every", "save_buffer"}, "when training")}
+GROUP_TITLES = {"experiment": "experiment", "TD3": "TD3 [TD3, Alg. 1]", "DS-TD3": "DS-TD3 [DS-TD3, Alg. 1-3]",
+                "lab": "the lab: later work's choices, not the paper's", "logs": "evaluation, logging and run folders",
+                "modes": "other modes, each with no other flag"}
+NOT_READ_IN = {"train": "when training",                # why a flag that its mode does not read is refused
+               "resume": "with --resume: a run goes on with the settings it started with (a longer --total-steps "
+                         "would move its last topology update)",
+               "watch": "with --watch: it reruns the saved run's own last evaluation"}
 
 class RunError(Exception):
-    """What the program cannot go on with: RunError(message) or RunError(message, exit code). main prints the
+    """What the program cannot go on with: RunError(message) or RunError(message, exit code). guarded prints the
     message as one line and exits with the code: 2, bad input, unless another is given."""
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):                            # one line, instead of argparse's usage block and line
         raise RunError(message)
 
-# --help's groups, in order: every flag of HYPERPARAMETERS and RUN_FLAGS is in one of them
-HELP_GROUPS = {
-    "experiment": ("env", "algo", "seed", "total_steps", "learning_starts"),
-    "TD3 [TD3, Alg. 1]": ("batch_size", "buffer_size", "hidden", "gamma", "tau", "lr", "weight_decay", "expl_noise",
-                          "policy_noise", "noise_clip", "policy_delay"),
-    "DS-TD3 [DS-TD3, Alg. 1-3]": ("lambda_in", "lambda_hidden", "drop_fraction", "update_period", "stop_adapt"),
-    "the lab: later work's choices, not the paper's": ("sparsity", "grow", "drop_schedule", "distribution"),
-    "evaluation, logging and run folders": ("eval_every", "eval_episodes", "runs_dir", "log_every", "save_buffer"),
-    "other modes": ("resume", "report"),
-}
-NO_DEFAULT_TYPES = {"sparsity": float, "lambda_in": float, "resume": str, "report": str}
-METAVARS = {"env": "ID", "runs_dir": "DIR", "resume": "RUN_DIR", "report": "DIR"}
+    def print_help(self, file=None):                     # through say: to an ASCII or a closed stdout too
+        say(self.format_help().rstrip("\n"), file)
+
+def flag_of(name):
+    """The flag of a setting: total_steps -> --total-steps."""
+    return "--" + name.replace("_", "-")
 
 def flag_help(name, default, meaning):
     """A flag's line in --help: its meaning, its default, and for λ1 the paper's value for each task."""
     if name == "lambda_in":
         tasks = ", ".join(f"{task} {lam:g}" for task, lam in LAMBDA_IN.items())
         meaning = f"{meaning}: {tasks}; other tasks {DEFAULT_LAMBDA_IN:g}"
-    if default is None:
+    if default is None or default is False:
         return meaning
     return f"{meaning} (default: {default})"
 
+def add_flag(group, name, kind, default, valid, metavar, meaning):
+    """One flag of the command line, in its --help group."""
+    flag = flag_of(name)
+    text = flag_help(name, default, meaning)
+    if kind is bool:
+        group.add_argument(flag, action="store_true", help=text)
+    elif type(valid) is tuple:
+        group.add_argument(flag, type=kind, default=default, choices=valid, help=text)
+    else:
+        group.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+
 def make_parser():
-    """The command line, from HYPERPARAMETERS and RUN_FLAGS: a flag per row, in HELP_GROUPS."""
+    """The command line: a flag per row of HYPERPARAMETERS and RUN_FLAGS, in the groups of GROUP_TITLES."""
     parser = Parser(description="DS-TD3 (dynamic sparse TD3) in numpy; the module docstring explains it.",
                     allow_abbrev=False)
-    flags = {**HYPERPARAMETERS, **RUN_FLAGS}
-    for title, names in HELP_GROUPS.items():
-        group = parser.add_argument_group(title)
-        for name in names:
-            default, meaning, valid = flags[name]
-            flag = "--" + name.replace("_", "-")
-            text = flag_help(name, default, meaning)
-            if default is False:
-                group.add_argument(flag, action="store_true", help=text)
-            elif name == "report":                       # --report A B, or --report A --report B: all of them
-                group.add_argument(flag, nargs="+", action="extend", metavar=METAVARS[name], help=text)
-            elif type(valid) is tuple:
-                group.add_argument(flag, default=default, choices=valid, help=text)
-            else:
-                kind = NO_DEFAULT_TYPES.get(name, type(default))
-                group.add_argument(flag, type=kind, default=default, metavar=METAVARS.get(name), help=text)
+    groups = {}
+    for key, title in GROUP_TITLES.items():
+        groups[key] = parser.add_argument_group(title)
+    for name, row in HYPERPARAMETERS.items():
+        add_flag(groups[row.group], name, row.type, row.default, row.valid, None, row.meaning)
+    for name, row in RUN_FLAGS.items():
+        add_flag(groups[row.group], name, row.type, row.default, row.valid, row.metavar, row.meaning)
     return parser
 
-# The hyperparameters' symbols in the docstring's pseudocode, which the messages about them give
-SYMBOLS = {"total_steps": "T", "learning_starts": "T₀", "batch_size": "B", "hidden": "H", "gamma": "γ", "tau": "τ",
-           "policy_noise": "σ̃", "noise_clip": "c", "policy_delay": "d", "lambda_in": "λ1", "lambda_hidden": "λ2",
-           "drop_fraction": "η", "update_period": "e"}
+def given_flags(argv):
+    """The settings named on the command line (--a-b=1 names a_b). A flag given twice is an error: argparse
+    would keep the last silently."""
+    names = []
+    for arg in argv:
+        if arg.startswith("--") and len(arg) > 2:
+            names.append(arg[2:].split("=")[0].replace("-", "_"))
+    for name in names:
+        if names.count(name) > 1:
+            raise RunError(f"{flag_of(name)} is given {names.count(name)} times; give it once")
+    return set(names)
 
-def flag_of(name):
-    """How a message names a setting: its flag, and its symbol if it has one: total_steps -> --total-steps (T)."""
-    flag = "--" + name.replace("_", "-")
-    if name in SYMBOLS:
-        return f"{flag} ({SYMBOLS[name]})"
-    return flag
+def run_mode(args):
+    """What the flags ask for: resume, watch or train."""
+    if args.resume:
+        return "resume"
+    if args.watch:
+        return "watch"
+    return "train"
+
+def flags_read_in(mode):
+    """The settings that a mode reads: training reads every hyperparameter."""
+    names = {name for name, row in RUN_FLAGS.items() if row.mode == mode}
+    if mode == "train":
+        names |= set(HYPERPARAMETERS)
+    return names
 
 def interval_end(end, args):
-    """One end of an interval of the table: a number, inf, or the value of the hyperparameter it names."""
+    """One end of an interval of the table: a number, inf, or the value of the setting it names."""
     if hasattr(args, end):
         return getattr(args, end)
     return float(end)
 
 def range_error(name, args, interval):
     """None if the flag's value lies in its interval, written as in maths, "(0, 1]" or "(learning_starts, inf)" (an
-    end may name another hyperparameter); else the one line that says so, in flag names. Each value is checked in
-    its own type: an int as an int, at most 2**53; a float as the float32 (DTYPE) that training uses, which
-    must be finite, so that --lr 1e-50, 0 in float32, is not in (0, inf)."""
+    end may name another setting); else the one line that says so. An int must also be at most 2**53, and a float
+    also lie in the interval as the float32 (DTYPE) that training uses, which must be finite: --lr 1e-50 is 0 in
+    float32, which is not in (0, inf)."""
     value = getattr(args, name)
     flag = flag_of(name)
-    used = value
-    if type(value) is float:
-        with np.errstate(over="ignore"):
-            used = float(DTYPE(value))                   # 1e300 becomes inf, 1e-50 becomes 0
-        if not math.isfinite(used):
-            return f"{flag} must be finite in float32; not {value}"
-    elif abs(value) > 2 ** 53:                           # float64's exact integers: the schedule multiplies T
-        return f"{flag} must be at most 2**53; not {value}"
     ends = [end.strip() for end in interval[1:-1].split(",")]
     lo = interval_end(ends[0], args)
     hi = interval_end(ends[1], args)
-    above = used > lo or (interval[0] == "[" and used == lo)
-    below = used < hi or (interval[-1] == "]" and used == hi)
-    if above and below:
-        return None
+
+    def inside(x):
+        above = x > lo or (interval[0] == "[" and x == lo)
+        below = x < hi or (interval[-1] == "]" and x == hi)
+        return above and below
+
     shown = interval
     for end in ends:
         if hasattr(args, end):
             shown = shown.replace(end, f"{flag_of(end)} = {getattr(args, end)}")
-    if used != value:
-        return f"{flag} must be in {shown}; not {value} ({used:g} in float32)"
-    return f"{flag} must be in {shown}; not {value}"
-
-def run_mode(args):
-    """What the flags ask for: report, resume or train."""
-    if args.report:
-        return "report"
-    if args.resume:
-        return "resume"
-    return "train"
+    if not inside(value):
+        return f"{flag} must be in {shown}; not {value}"
+    if type(value) is int and value > 2 ** 53:          # float64's exact integers: the schedule multiplies T
+        return f"{flag} must be at most 2**53; not {value}"
+    if type(value) is float:
+        with np.errstate(over="ignore"):
+            used = float(DTYPE(value))                   # 1e300 becomes inf, 1e-50 becomes 0
+        if not math.isfinite(used) or not inside(used):
+            return f"{flag} is {value}, which training's float32 rounds to {used:g}: give a value in {shown}"
+    return None
 
 def check_args(args, given):
     """Reject bad input before anything is built or written, in this order: flags the mode would ignore, values
-    outside their range, and settings that would never train or never adapt. Returns the mode (run_mode)."""
+    outside their range, and settings that would never train or never adapt. Returns the mode (run_mode). A
+    resume and --watch read no other flag, so their checks pass on the defaults."""
     mode = run_mode(args)
-    ignored = [flag_of(name) for name in sorted(given - MODES[mode][0])]
+    ignored = sorted(given - flags_read_in(mode))
     if ignored:
-        raise RunError(f"{', '.join(ignored)} cannot be used {MODES[mode][1]}")
-    for name, (_, _, valid) in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
-        if type(valid) is str and getattr(args, name) is not None:
-            message = range_error(name, args, valid)
+        raise RunError(f"{', '.join(map(flag_of, ignored))} cannot be used {NOT_READ_IN[mode]}")
+    for name, row in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
+        if type(row.valid) is str and getattr(args, name) is not None:
+            message = range_error(name, args, row.valid)
             if message:
                 raise RunError(message)
-    if args.update_period % args.policy_delay != 0:
-        raise RunError(f"{flag_of('update_period')} must be a multiple of {flag_of('policy_delay')}")
-    unread = [flag_of(name) for name in sorted(given & NOT_READ_BY[args.algo])]
+    unread = [flag_of(name) for name in sorted(given & set(HYPERPARAMETERS))
+              if args.algo not in HYPERPARAMETERS[name].read_by]
     if unread:
         raise RunError(f"{', '.join(unread)} cannot be used with --algo {args.algo}, which does not read it")
-    T0, T, e = args.learning_starts, args.total_steps, args.update_period
-    if args.algo == "ds-td3" and mode == "train" and not (e <= T - T0 and topology_due(e, vars(args)) == "grow"):
-        raise RunError(f"ds-td3 would regrow no connection: its first topology update (step {T0 + e:,}) comes after "
-                       f"adaptation stops (step {args.stop_adapt * T:,.0f}) or the run ends; use --algo static-td3")
+    if args.algo == "ds-td3":
+        if args.update_period % args.policy_delay != 0:
+            raise RunError("--update-period (e) must be a multiple of --policy-delay (d)")
+        first_update = args.learning_starts + args.update_period
+        if first_update > args.total_steps or topology_due(args.update_period, vars(args)) != "grow":
+            raise RunError(f"ds-td3 would regrow no connection: its first topology update (step {first_update:,}) "
+                           f"comes after adaptation stops (step {args.stop_adapt * args.total_steps:,.0f}) or the "
+                           "run ends; use --algo static-td3")
     return mode
 
 def check_sparsity(hp, n_obs, n_act):
@@ -970,23 +1002,29 @@ def check_sparsity(hp, n_obs, n_act):
 
 def hyperparameters(args):
     """The `hp` dict of Part I: the parsed flags as a plain dict, with λ1 resolved for the task."""
-    return {**vars(args), "lambda_in": args.lambda_in or LAMBDA_IN.get(args.env.split("-")[0], DEFAULT_LAMBDA_IN)}
+    hp = dict(vars(args))
+    if hp["lambda_in"] is None:
+        hp["lambda_in"] = LAMBDA_IN.get(args.env.split("-")[0], DEFAULT_LAMBDA_IN)
+    return hp
 
 # =============================================================================
 # 12. Environments, and the versions that a run records.
 # =============================================================================
-def make_env(env_id):
+def make_env(env_id, render_mode=None):
     """gymnasium.make, with a one-line error where the task cannot be made here or does not suit TD3."""
-    import gymnasium as gym                              # here: --help and --report need no gymnasium
+    import gymnasium as gym                              # here: --help needs no gymnasium
     # CHOICE: the v4 tasks have the paper's v3 dynamics; Gymnasium would remind us on every make that v5 exists
     warnings.filterwarnings("ignore", message=".*is out of date. You should consider upgrading")
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, render_mode=render_mode)
     except (gym.error.Error, ImportError, ValueError) as err:   # unknown id, MuJoCo or Box2D missing, ...
-        raise RunError(f"cannot make {env_id}: {' '.join(str(err).split()).rstrip('.')}; the paper's tasks here are "
-                       "HalfCheetah-v4, Hopper-v4, Walker2d-v4, Ant-v5 and Humanoid-v4 (README)") from None
-    space, shape = env.action_space, env.observation_space.shape
-    if not (isinstance(space, gym.spaces.Box) and np.isfinite([space.low, space.high]).all() and len(shape or ()) == 1):
+        reason = " ".join(str(err).split()).rstrip(".")
+        raise RunError(f"cannot make {env_id}: {reason}; the paper's tasks here are HalfCheetah-v4, Hopper-v4, "
+                       "Walker2d-v4, Ant-v5 and Humanoid-v4 (README)") from None
+    space = env.action_space
+    shape = env.observation_space.shape or ()
+    bounded = isinstance(space, gym.spaces.Box) and np.isfinite([space.low, space.high]).all()
+    if not bounded or len(shape) != 1:
         raise RunError(f"{env_id} has a {type(space).__name__} action space and observations of shape {shape}; "
                        "TD3 needs a bounded continuous (Box) action space, and this MLP a vector observation")
     return env
@@ -995,30 +1033,20 @@ def versions():
     """What it takes to repeat a run to the digit besides its command. TRAP: OpenBLAS's CPU kernels round
     differently, and RL amplifies the difference (results/README.md): set OPENBLAS_CORETYPE to repeat a run
     (blas_kernel None: OpenBLAS's own pick for the CPU)."""
-    return {"python": platform.python_version(), **{dist.name: dist.version for dist in metadata.distributions()
-                                                    if dist.name in ("numpy", "gymnasium", "mujoco")},
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "blas_kernel": os.environ.get("OPENBLAS_CORETYPE")}
+    found = {"python": platform.python_version()}
+    for package in ("numpy", "gymnasium", "mujoco"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    found["blas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")
+    found["blas_kernel"] = os.environ.get("OPENBLAS_CORETYPE")
+    return found
 
 # =============================================================================
-# 13. The measures that compare runs, which the logs and the report give: the sparsity of a network, the paper's
-#     metrics of a learning curve, and the lab's dormant units [ReDo].
+# 13. What the logs measure besides returns: the sparsity of a network, and the lab's dormant units [ReDo].
 # =============================================================================
 def sparsity_of(net):
     """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
     return 1.0 - n_connections(net) / sum(net[f"W{l}"].size for l in (1, 2, 3))
-
-LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluations [DS-TD3, Table 2]
-
-def curve_metrics(steps, returns, target=None):
-    """The paper's measures of learning curves [DS-TD3, Table 2 and Sec. 5]. returns: (runs, evaluations), one
-    curve per seed, at the same steps. Returns per seed its final return, the mean of its last 10 evaluations,
-    and its learning-curve area, the mean of all its evaluations (the area under the curve over its length); and the
-    first step at which the seeds' mean curve reaches `target` (dense TD3's final return), or None."""
-    final = returns[:, -LAST_EVALS:].mean(axis=1)
-    area = returns.mean(axis=1)
-    reached = [] if target is None else steps[returns.mean(axis=0) >= target]   # the steps at or above it
-    first = reached[0] if len(reached) else None
-    return final, area, first
 
 DORMANT_THRESHOLD = 0.1  # a unit is dormant at or below this share of its layer's mean activation [ReDo]
 
@@ -1026,7 +1054,8 @@ def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
     """The fraction of dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
     batch, divided by the mean of that over its layer, is at most the threshold. A dormant unit hardly shapes
     the output; sparse networks, with fewer connections per unit, may lose more. hidden: [(..., B, H) ReLU outputs]"""
-    dormant = total = 0
+    dormant = 0
+    total = 0
     for h in hidden:
         score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
         score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
@@ -1036,18 +1065,31 @@ def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
 
 def network_dormancy(agent, buf, seed, step, n_states=256):
     """Dormant units of the actor and of the critics on n_states replay states, drawn by an RNG of their own,
-    seeded by (seed, step), so that the run's RNG, and with it the run, is untouched."""
+    seeded by (seed, step), so that the run's RNG, and with it the run, is untouched. Returns (actor, critics)."""
     idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=n_states)
     _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
     _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
-    return (dormant_fraction([actor_cache[1], actor_cache[3]]),      # h1, h2 (the ReLU caches)
-            dormant_fraction([critic_cache[1], critic_cache[3]]))
+    actor_dormant = dormant_fraction([actor_cache[1], actor_cache[3]])       # h1, h2 (the ReLU caches)
+    critic_dormant = dormant_fraction([critic_cache[1], critic_cache[3]])
+    return actor_dormant, critic_dormant
+
+def sparse_layers(net):
+    """{name: mask} of a network's sparse layers, named as topology_update names them: W1, W2 for the actor,
+    Q1.W1, Q2.W1, Q1.W2, Q2.W2 for the critics, each twin on its own. Empty for dense TD3."""
+    layers = {}
+    for l in (1, 2):
+        if f"M{l}" in net:
+            stack = as_stack(net[f"M{l}"])
+            for j, M in enumerate(stack):
+                name = f"W{l}" if len(stack) == 1 else f"Q{j + 1}.W{l}"
+                layers[name] = M
+    return layers
 
 # =============================================================================
 # 14. Run folders and logs. A run folder holds config.json (the command, every setting, the versions and the
-#     counts of the run header), eval.csv (a row per evaluation) and checkpoint.npz. The checkpoint holds the rows
-#     of eval.csv, which is written whole from it: a resumed run rewrites it exactly where a crash left it behind,
-#     and stops where it holds what the run did not write.
+#     counts of the run header), eval.csv (a row per evaluation), topology.csv (the topology moving) and
+#     checkpoint.npz. The checkpoint holds the rows of both CSV files, which are written whole from it: a resumed
+#     run rewrites them exactly where a crash left them behind, and stops where they hold what it did not write.
 #
 #   The logged metrics (key=value lines, easy to grep):
 #   train_sps      steps per second of training (after the warm-up) in this process; time_left, in hours, from it
@@ -1060,23 +1102,48 @@ def network_dormancy(agent, buf, seed, step, n_states=256):
 #   connections    connections of actor + both critics (n_connections), and of dense TD3 [DS-TD3, Eq. 8]
 #   flops          training FLOPs so far, and their ratio to dense TD3 with the same settings [DS-TD3, Eqs. 9-10]
 #   dormant_*      fraction of dormant hidden units (at most 0.1 of their layer's mean) on replay states [ReDo]
+#   topology.csv   at each topology update, a row per sparse layer: the connections dropped, grown and there after
+#                  (input "all"); at each evaluation, a row per input of each input layer: its connections
 # =============================================================================
 CHECKPOINT = "checkpoint.npz"
 EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "connections", "connections_dense",
                "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "dormant_actor", "dormant_critic"]
+TOPOLOGY_FIELDS = ["step", "layer", "input", "dropped", "grown", "connections"]
+
+def say(line, stream=None):
+    """Print one line to stdout (or stream) and flush it. A stream that is not there (None: a closed stdout,
+    `>&-`) is skipped, and a character that its encoding cannot show (₀ in cp1252) is escaped."""
+    stream = stream or sys.stdout
+    if stream is None:
+        return
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(line.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
+
+def pasteable(command):
+    """A command for the user to paste, with POSIX quoting; or, where stdout's encoding cannot show it, a
+    sentence that says so (an escaped path would be another path)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        command.encode(encoding)
+    except UnicodeEncodeError:
+        return f"(a command that this terminal's {encoding} cannot show: it is the command of config.json)"
+    return command
 
 def write_atomically(path, write, binary=False):
     """The one way a run file is written: write(f) to a temporary file of this process's own, then rename it over
     path. A full disk or Ctrl-C at any moment leaves the old file or the new one, never half of one, and removes
     the temporary file (only a process killed outright, as by SIGKILL, can leave one behind)."""
     tmp = f"{path}.{os.getpid()}.tmp"                   # two processes never share one temporary file
+    if binary:
+        how = {"mode": "wb"}
+    else:
+        how = {"mode": "w", "newline": "", "encoding": "utf-8"}
     try:
-        how = {"mode": "wb"} if binary else {"mode": "w", "newline": "", "encoding": "utf-8"}
         with open(tmp, **how) as f:
             write(f)
         os.replace(tmp, path)
     except OSError as err:
-        raise OSError(err.errno, err.strerror, path) from None   # main's one line names the file
+        raise OSError(err.errno, err.strerror, path) from None   # guarded's one line names the file
     finally:                                             # whatever ended the write: a full disk, Ctrl-C, a bug
         with contextlib.suppress(OSError):
             os.remove(tmp)                               # (after os.replace, it is gone already)
@@ -1092,9 +1159,8 @@ def new_run_dir(args):
 
 def hold_run_dir(path):
     """Hold a run folder for this process, so that two processes never write one folder at once: a second one,
-    say a --resume of a run still going, stops with one line. The lock is the operating system's, on run.lock,
-    and ends with the process however it ends, so a killed run never leaves its folder held. Returns the open
-    lock file, which the run keeps until it ends."""
+    say a --resume of a run still going, stops with one line. The lock is the operating system's, on run.lock: it
+    ends with the process however it ends. Returns the open lock file, which the run keeps until it ends."""
     lock = open(os.path.join(path, "run.lock"), "a")
     try:
         if os.name == "nt":                              # Windows
@@ -1113,52 +1179,82 @@ def describe_run(agent, hp, args, argv):
     """The counts of this run and of dense TD3 with the same settings, and config.json, which the run header
     prints, with each sparse layer's density (1.0 where Eq. 1 reaches 1). Stops where Eq. 1 leaves a layer
     without connections."""
-    nets = (agent["actor"], agent["critic"])
-    run = {"flops_iter": iteration_flops(*nets, hp["batch_size"], hp["policy_delay"]),
-           "flops_iter_dense": iteration_flops(*map(without_masks, nets), hp["batch_size"], hp["policy_delay"])}
-    densities = {f"{name}.W{l}": round(n_present(agent[name][f"M{l}"]) / agent[name][f"M{l}"].size, 4)
-                 for name in ("actor", "critic") for l in (1, 2) if "M1" in agent[name]}
-    run["config"] = {"command": "python dst_td3.py " + " ".join(map(shlex.quote, argv)),
-                     "args": {key: value for key, value in vars(args).items() if key in MODES["train"][0]},
-                     "versions": versions(), "densities": densities,
-                     "connections": {"sparse": sum(map(n_connections, nets)),   # of the actor and both critics
-                                     "dense": sum(n_connections(without_masks(net)) for net in nets)}}
-    for layer, p in densities.items():
-        flag = flag_of("lambda_in") if layer.endswith("W1") else flag_of("lambda_hidden")
-        if p == 0:
-            raise RunError(f"{layer} would have no connection: a larger {flag} or a lower --sparsity gives it some")
-    return run
+    actor = agent["actor"]
+    critic = agent["critic"]
+    densities = {}
+    for name in ("actor", "critic"):
+        for l in (1, 2):
+            if f"M{l}" not in agent[name]:
+                continue
+            M = agent[name][f"M{l}"]
+            if n_present(M) == 0:                        # each critic twin has its own masks: all of them
+                flag = "--lambda-in (λ1)" if l == 1 else "--lambda-hidden (λ2)"
+                raise RunError(f"{name}.W{l} would have no connection: a larger {flag} or a lower --sparsity gives "
+                               "it some")
+            densities[f"{name}.W{l}"] = float(f"{n_present(M) / M.size:.4g}")   # 4 significant digits
+    config = {"command": "python dst_td3.py " + " ".join(map(shlex.quote, argv)),
+              "args": {key: value for key, value in vars(args).items() if key in flags_read_in("train")},
+              "versions": versions(),
+              "densities": densities,
+              "connections": {"sparse": n_connections(actor) + n_connections(critic),   # the actor and both critics
+                              "dense": n_connections(without_masks(actor)) + n_connections(without_masks(critic))}}
+    return {"config": config,
+            "flops_iter": iteration_flops(actor, critic, hp["batch_size"], hp["policy_delay"]),
+            "flops_iter_dense": iteration_flops(without_masks(actor), without_masks(critic), hp["batch_size"],
+                                                hp["policy_delay"])}
 
-def record_evaluation(returns, parts):
-    """One evaluation: its row, a checkpoint, then eval.csv and a line. parts: start_run's."""
-    agent = parts.agent
-    loop = parts.loop
-    loop["last_eval"] = float(returns.mean())
-    ratio = parts.run["flops_iter"] / parts.run["flops_iter_dense"]   # before the first iteration: the next one's
+def evaluation_row(returns, agent, buf, hp, loop, run):
+    """The row of eval.csv of one evaluation, as text."""
+    ratio = run["flops_iter"] / run["flops_iter_dense"]  # before the first iteration: the next one's
     if loop["flops_dense"]:
         ratio = loop["flops"] / loop["flops_dense"]
-    dormant_actor, dormant_critic = network_dormancy(agent, parts.buf, parts.hp["seed"], loop["step"])
+    dormant_actor, dormant_critic = network_dormancy(agent, buf, hp["seed"], loop["step"])
     row = {"step": loop["step"], "return_mean": f"{returns.mean():.2f}", "return_std": f"{returns.std():.2f}",
-           "episodes": parts.hp["eval_episodes"],
+           "episodes": hp["eval_episodes"],
            "connections": n_connections(agent["actor"]) + n_connections(agent["critic"]),
-           "connections_dense": parts.run["config"]["connections"]["dense"],
+           "connections_dense": run["config"]["connections"]["dense"],
            "sparsity_actor": f"{sparsity_of(agent['actor']):.4f}",
-           "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}", "flops": f"{loop['flops']:.4e}",
-           "flops_vs_dense": f"{ratio:.4f}", "dormant_actor": f"{dormant_actor:.4f}",
+           "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}",
+           "flops": f"{loop['flops']:.4e}",
+           "flops_vs_dense": f"{ratio:.4f}",
+           "dormant_actor": f"{dormant_actor:.4f}",
            "dormant_critic": f"{dormant_critic:.4f}"}
-    loop["eval.csv"].append([str(row[field]) for field in EVAL_FIELDS])
-    save_run(parts.run, agent, parts.buf, parts.rng, parts.env, loop)
-    print("eval " + " ".join(f"{k}={v}" for k, v in zip(EVAL_FIELDS, loop["eval.csv"][-1])), flush=True)
+    return [str(row[field]) for field in EVAL_FIELDS]
 
-def record_step(info, step, loop, run, clock, agent, hp):
+def input_rows(step, agent):
+    """topology.csv's rows at an evaluation: the connections of each input of every sparse input layer."""
+    rows = []
+    for name in ("actor", "critic"):
+        for layer, M in sparse_layers(agent[name]).items():
+            if layer.endswith("W1"):
+                for i, count in enumerate(M.sum(axis=1)):   # M: (inputs, H)
+                    rows.append([step, f"{name}.{layer}", i, "", "", int(count)])
+    return rows
+
+def update_rows(step, name, dropped, net, grew):
+    """topology.csv's rows of one network's topology update: per sparse layer the connections dropped, grown
+    (as many, or none at the last, drop-only update) and there after. dropped: topology_update's counts."""
+    rows = []
+    for layer, M in sparse_layers(net).items():
+        grown = dropped[layer] if grew else 0
+        rows.append([step, f"{name}.{layer}", "all", dropped[layer], grown, n_present(M)])
+    return rows
+
+def record_step(info, step, agent, hp, loop, run, clock):
     """What Part II does after every step: count FLOPs (fewer after a drop-only topology update), time training,
-    and stop on a NaN loss, or before an evaluation on a NaN weight: never act, evaluate or save with a broken
-    network (a NaN loss makes NaN weights in its own iteration, and an overflowing update can too)."""
+    note topology updates, and stop on a NaN loss, or before an evaluation on a NaN weight: never act, evaluate
+    or save with a broken network (a NaN loss makes NaN weights in its own iteration, an overflowing update can
+    too)."""
     if "loss_q" in info:
         loop["flops"] += run["flops_iter"]
         loop["flops_dense"] += run["flops_iter_dense"]
-        clock.setdefault("train_start", (time.perf_counter(), step - 1))
+        clock.setdefault("train_start", time.perf_counter())
+        clock.setdefault("train_start_step", step - 1)
     clock["log"].update(info)
+    grew = topology_due(step - hp["learning_starts"], hp) == "grow"
+    for name in ("critic", "actor"):                     # in the order of the iteration
+        if f"topology_{name}" in info:
+            loop["topology.csv"] += update_rows(step, name, info[f"topology_{name}"], agent[name], grew)
     if "topology_actor" in info:
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
     broken = [key for key in ("loss_q", "loss_pi") if key in info and not math.isfinite(info[key])]
@@ -1172,17 +1268,17 @@ def print_progress(step, T, loop, agent, clock):
     """One key=value progress line: the speed of training (after the warm-up) and the time left."""
     speed = " time_left=after the warm-up"
     if "train_start" in clock:
-        train_sps = (step - clock["train_start"][1]) / (time.perf_counter() - clock["train_start"][0])
+        train_sps = (step - clock["train_start_step"]) / (time.perf_counter() - clock["train_start"])
         speed = f" train_sps={train_sps:.0f} time_left={(T - step) / train_sps / 3600:.2f}h"
-    losses = "".join(f" {k}={clock['log'][k]:.4g}" for k in ("loss_q", "loss_pi", "q1") if k in clock["log"])
-    print(f"step={step}/{T} ({step / T:.1%}){speed} last_eval={loop['last_eval']:.1f}{losses} "
-          f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f}",
-          flush=True)
+    losses = "".join(f" {key}={clock['log'][key]:.4g}" for key in ("loss_q", "loss_pi", "q1") if key in clock["log"])
+    say(f"step={step}/{T} ({step / T:.1%}){speed} last_eval={loop['last_eval']:.1f}{losses} "
+        f"sparsity_actor={sparsity_of(agent['actor']):.3f} sparsity_critic={sparsity_of(agent['critic']):.3f}")
 
 # =============================================================================
 # 15. Checkpoints and resume: arrays, and two JSON strings, in one .npz (no pickle).
 # =============================================================================
 BUFFER_KEYS = ("obs", "act", "rew", "next_obs", "terminated")
+Checkpoint = collections.namedtuple("Checkpoint", "path arrays config progress")
 
 def env_state(env, saved=None):
     """The training env's state (saved=None), or restore saved into it: its RNG (used by reset), the
@@ -1206,17 +1302,24 @@ def env_state(env, saved=None):
 
 def save_run(run, agent, buf, rng, env, loop):
     """Everything a run needs to continue, in checkpoint.npz: the networks and Adam, the replay buffer (with
-    --save-buffer), and as JSON the state of the loop (eval.csv's rows too), of the RNG and of the env. Then
-    config.json, and eval.csv from the rows the checkpoint holds. Adam's scratch vectors g_* and tmp_flat carry no
-    state, and a flat vector holds the same numbers as its arrays (with_flat)."""
-    arrays = {f"{name}/{key}": value for name in NETWORKS for key, value in agent[name].items()
-              if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat")}
+    --save-buffer), and as JSON the state of the loop (the rows of eval.csv and topology.csv too), of the RNG and
+    of the env. Then config.json and the CSV files from what the checkpoint holds. Adam's scratch vectors g_* and
+    tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
+    arrays = {}
+    for name in NETWORKS:
+        for key, value in agent[name].items():
+            if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat"):
+                arrays[f"{name}/{key}"] = value
     if run["config"]["args"]["save_buffer"]:
-        arrays.update({f"buffer/{key}": buf[key][:buf["size"]] for key in BUFFER_KEYS})
-    progress = {"loop": {**loop, "obs": loop["obs"].tolist()}, "rng": rng.bit_generator.state, "env": env_state(env),
-             "buffer": {"ptr": buf["ptr"], "size": buf["size"]}, "adam_t": [agent["opt_actor"]["t"],
-                                                                         agent["opt_critic"]["t"]]}
-    arrays["progress"], arrays["config"] = np.array(json.dumps(progress)), np.array(json.dumps(run["config"]))
+        for key in BUFFER_KEYS:
+            arrays[f"buffer/{key}"] = buf[key][:buf["size"]]
+    progress = {"loop": {**loop, "obs": loop["obs"].tolist()},
+                "rng": rng.bit_generator.state,
+                "env": env_state(env),
+                "buffer": {"ptr": buf["ptr"], "size": buf["size"]},
+                "adam_t": [agent["opt_actor"]["t"], agent["opt_critic"]["t"]]}
+    arrays["progress"] = np.array(json.dumps(progress))
+    arrays["config"] = np.array(json.dumps(run["config"]))
     write_atomically(os.path.join(run["dir"], CHECKPOINT), lambda f: np.savez(f, **arrays), binary=True)
     for name, write in text_files(run, loop).items():
         write_atomically(os.path.join(run["dir"], name), write)
@@ -1224,13 +1327,13 @@ def save_run(run, agent, buf, rng, env, loop):
 def text_files(run, loop):
     """{name: write(f)} of a run folder's text files, each written whole from what the checkpoint holds."""
     return {"config.json": lambda f: json.dump(run["config"], f, indent=2),
-            "eval.csv": lambda f: csv.writer(f).writerows(loop["eval.csv"])}
+            "eval.csv": lambda f: csv.writer(f).writerows(loop["eval.csv"]),
+            "topology.csv": lambda f: csv.writer(f).writerows(loop["topology.csv"])}
 
 def check_resume_loses_nothing(run, loop):
     """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this
-    destroys nothing it did not write: each file must be what the checkpoint writes, or the start of it (a
-    crash between the checkpoint's write and theirs). A line or column added since, another version's file, or
-    another run's checkpoint copied into the folder, stops the resume with a line that names the file."""
+    destroys nothing it did not write: each file must be what the checkpoint writes, or its start (a crash between
+    the writes). Anything else (a line added since, another run's checkpoint copied in) stops it in one line."""
     for name, write in text_files(run, loop).items():
         path = os.path.join(run["dir"], name)
         if not os.path.exists(path):
@@ -1244,279 +1347,166 @@ def check_resume_loses_nothing(run, loop):
                            "added since, or another run's); move the file aside to resume, and it is written anew")
 
 def load_checkpoint(path):
-    """(path, arrays, config, progress) of a checkpoint, a file or a run folder's; one line that says why if it
-    cannot be read: it is missing, truncated, not a checkpoint, or one of another version of this program."""
-    path = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+    """The Checkpoint (path, arrays, config, progress) of a checkpoint file or a run folder; one line that says
+    why if it cannot be read: it is missing, truncated, not a checkpoint, or one of another version of this
+    program."""
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            data = {key: archive[key] for key in archive.files}
+            arrays = {key: archive[key] for key in archive.files}
     except OSError as err:
         raise RunError(f"cannot read the checkpoint {path}: {err.strerror}") from None
     except (ValueError, EOFError, TypeError, zipfile.BadZipFile) as err:   # TypeError: a .npy holds one array
         raise RunError(f"cannot read the checkpoint {path}: it is not an .npz file ({type(err).__name__})") from None
     another = "so another version of dst_td3.py wrote it, or another program"
     for key in ("config", "progress"):
-        if key not in data:
+        if key not in arrays:
             raise RunError(f"cannot read the checkpoint {path}: it has no '{key}', {another}")
-    config = json.loads(str(data["config"]))
+    config = json.loads(str(arrays["config"]))
     if "args" not in config:
         raise RunError(f"cannot read the checkpoint {path}: its config has no 'args', {another}")
-    return path, data, config, json.loads(str(data["progress"]))
+    return Checkpoint(path, arrays, config, json.loads(str(arrays["progress"])))
 
-def resume_from(data, progress, agent, buf, rng, env, loop):
+def saved_args(config):
+    """The settings a run started with: its config.json's, and today's default where an older version saved none."""
+    args = make_parser().parse_args([])
+    for key, value in config["args"].items():
+        setattr(args, key, value)
+    return args
+
+def resume_from(checkpoint, agent, buf, rng, env, loop):
     """Load a checkpoint into the run that its config.json built: networks, RNG, loop, buffer and env."""
-    for key, value in data.items():                     # the same configuration built both: the same shapes
+    for key, value in checkpoint.arrays.items():         # the same configuration built both: the same shapes
         name, _, array = key.partition("/")
         if name in NETWORKS:
             agent[name][array][:len(value)] = value
         elif name == "buffer":
             buf[array][:len(value)] = value
-    agent["opt_actor"]["t"], agent["opt_critic"]["t"] = progress["adam_t"]
-    loop.update(progress["loop"], obs=np.array(progress["loop"]["obs"]))
+    progress = checkpoint.progress
+    agent["opt_actor"]["t"] = progress["adam_t"][0]
+    agent["opt_critic"]["t"] = progress["adam_t"][1]
+    loop.update(progress["loop"])
+    loop["obs"] = np.array(progress["loop"]["obs"])
     rng.bit_generator.state = progress["rng"]
-    if "buffer/obs" in data:
+    if "buffer/obs" in checkpoint.arrays:
         buf.update(progress["buffer"])
     else:
-        print("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs", flush=True)
+        say("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs")
     if not env_state(env, progress["env"]):
         loop["obs"] = env.reset()[0]
-        print("resume: this task's state cannot be restored, so a new episode starts", flush=True)
+        say("resume: this task's state cannot be restored, so a new episode starts")
 
 # =============================================================================
-# 16. The run report (--report): the paper's metrics over seeds, and the learning curves as an SVG figure.
-#     A *comparison* is the runs of one env planned for one length T; its rows are the algorithms and the lab's
-#     settings, each over its seeds, and each comparison gets a panel of the figure.
+# 16. Watching a saved policy (--watch): its returns again, and a GIF of one episode.
 # =============================================================================
-ALGOS = ("ds-td3", "static-td3", "td3")                  # the report's order, and the figure's first colours
-COLOURS = ("#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-NOT_SETTINGS = ("algo", "seed", "total_steps", "eval_every", "eval_episodes")   # what a row's label leaves out
+GIF_EVERY = 4        # keep every 4th frame, and every 2nd pixel of each: a 1,000-step Hopper episode stays under 5 MB
 
-def report_warning(message):
-    print(f"report: warning: {message}", file=sys.stderr, flush=True)
+def whose_policy(checkpoint):
+    """A line that says which policy the checkpoint holds: the end of the run, or its last checkpoint so far."""
+    step = checkpoint.progress["loop"]["step"]
+    T = checkpoint.config["args"]["total_steps"]
+    rows = checkpoint.progress["loop"]["eval.csv"]
+    if step == T:
+        return f"the policy at the end of the run (step {step:,})"
+    if len(rows) > 1 and int(rows[-1][0]) == step:
+        return f"the policy of step {step:,} of {T:,}, the run's last checkpoint, as its last evaluation saw it"
+    return (f"the policy of step {step:,} of {T:,}, the run's last checkpoint, saved after its last evaluation: "
+            "these returns are not in eval.csv")
 
-def read_run(path):
-    """One run folder: its settings and the evaluations of eval.csv whose every cell is a finite number (read by
-    column name), or None with a warning."""
+def film(actor, env, seed):
+    """The frames of the first evaluation episode: reset with the evaluation seed, no exploration noise."""
+    frames = []
+    obs, _ = env.reset(seed=seed)
+    for t in itertools.count():
+        if t % GIF_EVERY == 0:
+            frames.append(env.render()[::2, ::2])        # (height, width, 3): MuJoCo's 480 px become 240
+        act = actor_forward(actor, obs[None].astype(actor["W1"].dtype))[0][0]
+        obs, _, terminated, truncated, _ = env.step(act)
+        if terminated or truncated:
+            return frames
+
+def watch(run_dir):
+    """--watch RUN_DIR: rerun the last evaluation of the saved actor (same episodes, same seed: the same returns
+    as the last row of eval.csv), print them, then write RUN_DIR/policy.gif of the first episode."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")       # no screen: MuJoCo draws with EGL; read when it is imported
+    checkpoint = load_checkpoint(run_dir)
+    args = saved_args(checkpoint.config)
+    actor = {}
+    for key, value in checkpoint.arrays.items():
+        if key.startswith("actor/"):
+            actor[key.split("/")[1]] = value
+    say(f"watch: {whose_policy(checkpoint)}")
+    returns = evaluate(actor, make_env(args.env), args.eval_episodes, args.seed + 100)
+    say(f"watch: return_mean={returns.mean():.2f} return_std={returns.std():.2f} episodes={args.eval_episodes} "
+        f"returns={' '.join(f'{r:.2f}' for r in returns)}")
     try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            args = {**vars(make_parser().parse_args([])), **json.load(f)["args"]}   # older runs: the defaults
-        with open(os.path.join(path, "eval.csv"), newline="") as f:
-            header, *rows = list(csv.reader(f)) or [[]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return report_warning(f"{path} is not a readable run (config.json and eval.csv); left out")
-    if args["algo"] not in ALGOS or type(args["total_steps"]) is not int or type(args["seed"]) is not int:
-        return report_warning(f"{path}/config.json is not one of dst_td3.py (algo {args['algo']!r}); left out")
-    good = []
-    for row in rows:
-        with contextlib.suppress(ValueError):
-            numbers = [float(cell) for cell in row]
-            if len(row) == len(header) and np.isfinite(numbers).all():
-                good.append(dict(zip(header, numbers)))
-    if len(good) < len(rows):
-        report_warning(f"left out {len(rows) - len(good)} blank, malformed or non-finite rows of {path}/eval.csv")
-    if not good:
-        return report_warning(f"{path} has no evaluations yet; left out")
-    return {"args": args, **{key: np.array([row.get(key, np.nan) for row in good]) for key in EVAL_FIELDS}}
-
-def group_runs(folders):
-    """{(env, T): {label: [runs]}} of every run below the folders, each run once, in the report's order. The runs
-    of one env and one planned length T (a *comparison*) are compared with each other, one row per label: the
-    algorithm, then each setting of HYPERPARAMETERS that the runs set away from its default (the lab's ones)."""
-    found = {}                                           # {real path: path}: a run below two folders counts once
-    for top in folders:
-        below = [path for path, _, files in sorted(os.walk(top)) if {"config.json", "eval.csv"} & set(files)]
-        if not os.path.isdir(top):
-            report_warning(f"{top} is not a folder; left out")
-        elif not below:
-            report_warning(f"no runs below {top}")
-        for path in below:
-            found.setdefault(os.path.realpath(path), path)
-    defaults = vars(make_parser().parse_args([]))
-    groups = {}
-    for run in sorted(filter(None, map(read_run, found.values())), key=lambda r: r["args"]["seed"]):
-        args = run["args"]
-        label = " ".join([args["algo"]] + [f"{key}={args[key]}" for key in HYPERPARAMETERS
-                                           if key not in NOT_SETTINGS and args[key] != defaults[key]])
-        groups.setdefault((args["env"], args["total_steps"]), {}).setdefault(label, []).append(run)
-    ordered = {}
-    for comparison in sorted(groups, key=comparison_order):
-        rows = groups[comparison]
-        ordered[comparison] = {label: rows[label] for label in sorted(rows, key=row_order)}
-    return ordered
-
-def comparison_order(comparison):
-    """The report's comparisons by env, the longest runs first."""
-    env, total_steps = comparison
-    return env, -total_steps
-
-def row_order(label):
-    """A comparison's rows in the order of ALGOS, then by their settings."""
-    return ALGOS.index(label.split()[0]), label
-
-def group_metrics(runs, steps):
-    """The paper's metrics of one row's runs at the evaluation steps of its comparison."""
-    returns = np.array([[run["return_mean"][run["step"] == s][0] for s in steps] for run in runs])   # (runs, steps)
-    final, area, _ = curve_metrics(steps, returns)
-    return {"seeds": len(runs), "steps": steps[-1], "curve_steps": steps, "returns": returns,
-            "curve_mean": returns.mean(axis=0), "curve_std": returns.std(axis=0),
-            "final": (final.mean(), final.std()), "area": (area.mean(), area.std()),
-            **{key: np.mean([run[key][run["step"] <= steps[-1]][-1] for run in runs]) for key in (
-                "connections", "flops_vs_dense", "dormant_actor", "dormant_critic")}}   # at the last step; NaN: older
-
-def td3_label(label):
-    """The label of the dense TD3 row that a row is compared with: td3, with the row's settings that td3 reads."""
-    settings = [setting for setting in label.split()[1:] if setting.split("=")[0] not in NOT_READ_BY["td3"]]
-    return " ".join(["td3", *settings])
-
-def print_row(name, label, m, dense):
-    """One row of the report's table, in Markdown (README, Results); dense: the TD3 row of its comparison."""
-    when = "—"                                           # no TD3 row to compare with
-    if dense is not None:
-        hit = curve_metrics(m["curve_steps"], m["returns"], dense["final"][0])[2]
-        when = "not reached"
-        if hit is not None:
-            when = f"{hit:,} ({hit / m['steps']:.0%} of the steps)"
-    dormant = "—" if np.isnan(m["dormant_actor"]) else f"{m['dormant_actor']:.2f} / {m['dormant_critic']:.2f}"
-    print(f"| {name} | {label} | {m['seeds']} | {m['steps']:,} | {m['final'][0]:.0f} ± {m['final'][1]:.0f} "
-          f"| {m['area'][0]:.0f} ± {m['area'][1]:.0f} | {when} | {m['connections']:,.0f} | {m['flops_vs_dense']:.2f}× "
-          f"| {dormant} |", flush=True)
-
-def svg(name, text=None, **attributes):
-    """One SVG element, as text: svg("rect", x=1, fill="none") -> '<rect x="1" fill="none"/>'."""
-    tag = name + "".join(f' {key.replace("_", "-")}="{value}"' for key, value in attributes.items())
-    return f"<{tag}/>" if text is None else f"<{tag}>{text}</{name}>"
-
-def tick_values(lo, hi):
-    """Round values for an axis from lo to hi: about four, 1, 2 or 5 times a power of 10 apart."""
-    wanted = (hi - lo) / 4
-    power = 10 ** math.floor(math.log10(wanted))
-    step = min(m * power for m in (1, 2, 5, 10) if m * power >= wanted)
-    return np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step)   # hi too, if it is one
-
-PANEL_W, PANEL_H = 340, 250                              # a panel's size in pixels, its legend below it
-PANELS_PER_ROW = 3                                       # a README is about 900 px wide
-
-def svg_panel(name, curves, colours, x0, y0, left=55, top=30, bottom=40):
-    """One panel, its top left corner at (x0, y0): a frame with gridlines and ticks (tick_values), and per row of
-    the report the seed-mean curve and a ±1 std band, with a legend below. Each curve also carries the numbers it
-    was drawn from (data-points: step,return pairs), so that a reader can check it."""
-    x_max = max(c["curve_steps"][-1] for c in curves.values())
-    y_lo = min((c["curve_mean"] - c["curve_std"]).min() for c in curves.values())
-    y_hi = max((c["curve_mean"] + c["curve_std"]).max() for c in curves.values()) + 1e-9
-    plot_w = PANEL_W - left - 25
-    plot_h = PANEL_H - top - bottom
-    px = x0 + left                                       # (px, py): the pixel of the data point (0, y_lo)
-    py = y0 + top + plot_h
-
-    def points(steps, returns):                          # data -> pixels; the y axis points down in SVG
-        xs, ys = px + np.asarray(steps) * plot_w / x_max, py - (np.asarray(returns) - y_lo) * plot_h / (y_hi - y_lo)
-        return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-
-    out = [svg("text", name, x=px + plot_w / 2, y=py - plot_h - 10, text_anchor="middle"),
-           svg("text", "steps", x=px + plot_w, y=py + 30, text_anchor="end")]
-    for step in tick_values(0, x_max):                   # a gridline and a label at each tick of each axis
-        x = px + step * plot_w / x_max
-        out += [svg("line", x1=x, y1=py, x2=x, y2=py - plot_h, stroke="#e4e4e4"),
-                svg("text", f"{step / 1000:g}k", x=x, y=py + 14, text_anchor="middle")]
-    for value in tick_values(y_lo, y_hi):
-        y = py - (value - y_lo) * plot_h / (y_hi - y_lo)
-        out += [svg("line", x1=px, y1=y, x2=px + plot_w, y2=y, stroke="#e4e4e4"),
-                svg("text", f"{value:g}", x=px - 4, y=y + 4, text_anchor="end")]
-    out.append(svg("rect", x=px, y=py - plot_h, width=plot_w, height=plot_h, fill="none", stroke="#444"))
-    for i, (label, c) in enumerate(curves.items()):
-        steps, mean, std = c["curve_steps"], c["curve_mean"], c["curve_std"]
-        band = points(np.r_[steps, steps[::-1]], np.r_[mean + std, (mean - std)[::-1]])   # upper edge, lower back
-        out += [svg("polygon", id=f"{name}/{label}/band", fill=colours[label], fill_opacity=0.2, points=band),
-                svg("polyline", id=f"{name}/{label}/mean", fill="none", stroke=colours[label], stroke_width=1.5,
-                    points=points(steps, mean), data_points=" ".join(f"{s},{r:.2f}" for s, r in zip(steps, mean))),
-                svg("line", x1=px, y1=y0 + PANEL_H + 6 + 14 * i, x2=px + 20, y2=y0 + PANEL_H + 6 + 14 * i,
-                    stroke=colours[label], stroke_width=2),
-                svg("text", label, x=px + 25, y=y0 + PANEL_H + 10 + 14 * i)]                   # the legend, below
-    return svg("g", "\n".join(out), id=f"panel-{name}")
-
-def report(args, argv):
-    """--report: read every run below the folders, print the table and write the figure, a panel per comparison,
-    as SVG text (no plotting library). A comparison is read at the evaluation steps that all its runs have."""
-    print("| env | algorithm | seeds | steps | final return (last 10 evals) | learning-curve area (mean of all evals) "
-          "| reaches TD3's final return at | connections at the end | training FLOPs vs dense "
-          "| dormant units at the end (actor / critics) |\n|---|---|---|---|---|---|---|---|---|---|")
-    groups = group_runs(args.report)
-    panels = {}
-    for (env, T), rows in groups.items():
-        name = env if sum(e == env for e, _ in groups) == 1 else f"{env}, T = {T:,}"
-        steps = np.array(sorted(set.intersection(*(set(run["step"]) for runs in rows.values() for run in runs))), int)
-        if not steps.size:                               # e.g. two --eval-every values that never meet
-            report_warning(f"{name}: its runs share no evaluation step; left out")
-            continue
-        longer = sum(run["step"][-1] > steps[-1] for runs in rows.values() for run in runs)
-        if longer:
-            report_warning(f"{name}: read to step {steps[-1]:,}, the last that all its runs reached ({longer} "
-                           "went further)")
-        panels[name] = {label: group_metrics(runs, steps) for label, runs in rows.items()}
-        for label, m in panels[name].items():
-            print_row(name, label, m, panels[name].get(td3_label(label)))
-    if not panels:
-        raise RunError(f"no runs with evaluations below {', '.join(args.report)}")
-    labels = dict.fromkeys([*ALGOS, *(label for curves in panels.values() for label in curves)])
-    colours = {label: COLOURS[i % len(COLOURS)] for i, label in enumerate(labels)}   # the paper's three first
-    row_h = PANEL_H + 10 + 14 * max(map(len, panels.values()))   # a panel and its legend
-    n_rows = math.ceil(len(panels) / PANELS_PER_ROW)
-    body = [svg("rect", width="100%", height="100%", fill="white"),
-            svg("text", "evaluation return, mean over seeds ± 1 std", x=55, y=n_rows * row_h + 8)]
-    for i, (name, curves) in enumerate(panels.items()):
-        body.append(svg_panel(name, curves, colours, PANEL_W * (i % PANELS_PER_ROW), row_h * (i // PANELS_PER_ROW)))
-    figure = os.path.join(args.report[0], "report.svg")
-    write_atomically(figure, lambda f: f.write(svg("svg", "\n".join(body), xmlns="http://www.w3.org/2000/svg",
-                                                   width=PANEL_W * min(len(panels), PANELS_PER_ROW),
-                                                   height=n_rows * row_h + 15, font_family="sans-serif",
-                                                   font_size=11) + "\n"))
-    print(f"figure: {figure}", flush=True)
+        import imageio.v3 as iio
+        env = make_env(args.env, render_mode="rgb_array")
+        frames = film(actor, env, args.seed + 100)
+    except Exception as err:                             # any renderer's failure: OpenGL, EGL, pygame, imageio
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise RunError(f"cannot draw {args.env} here ({reason}): MuJoCo needs OpenGL (MUJOCO_GL=egl or osmesa "
+                       "without a screen); Pendulum: pip install \"gymnasium[classic_control]\"", 1) from None
+    fps = env.metadata.get("render_fps", 30)
+    path = os.path.join(os.path.dirname(checkpoint.path), "policy.gif")
+    write_atomically(path, lambda f: iio.imwrite(f, frames, extension=".gif", duration=1000 * GIF_EVERY / fps,
+                                                 loop=0), binary=True)
+    say(f"watch: {path} ({len(frames)} frames, every {GIF_EVERY}th of the first episode)")
     return 0
 
 # =============================================================================
-# 17. main: build the run, watch the training loop of Part I, and report. The one error boundary.
+# 17. main: build the run, watch the training loop of Part I, and the one error boundary.
 # =============================================================================
-def start_run(args, argv):
-    """Everything a run needs before its first step, fresh or resumed from RUN_DIR's checkpoint (its settings
-    then are those of its config.json, not today's defaults), as the run's parts: parts.agent, parts.loop, ..."""
+def new_loop(env, seed):
+    """The loop's state of a fresh run, saved with its checkpoints: no steps yet, the first observation of a
+    seeded reset, training FLOPs so far (and dense TD3's), and the rows of eval.csv and topology.csv."""
+    obs, _ = env.reset(seed=seed)                        # seed once; later resets continue the env's own stream
+    return {"step": 0, "last_eval": float("nan"), "obs": obs, "flops": 0.0, "flops_dense": 0.0,
+            "eval.csv": [EVAL_FIELDS], "topology.csv": [TOPOLOGY_FIELDS]}
+
+def run_training(args, argv):
+    """Build a run, fresh or resumed from RUN_DIR's checkpoint (its settings then are those of its config.json,
+    not today's defaults), save it at once (never a run without a checkpoint), and train it."""
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume)
-        path, data, config, progress = checkpoint
-        args = argparse.Namespace(**{**vars(make_parser().parse_args([])), **config["args"]})
-    env, eval_env = make_env(args.env), make_env(args.env)
-    n_obs, n_act = env.observation_space.shape[0], env.action_space.shape[0]
-    act_lo, act_hi = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+        args = saved_args(checkpoint.config)
+    env = make_env(args.env)
+    eval_env = make_env(args.env)
+    n_obs = env.observation_space.shape[0]
+    n_act = env.action_space.shape[0]
     hp = hyperparameters(args)
     check_sparsity(hp, n_obs, n_act)
     rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
+    act_lo = env.action_space.low.astype(np.float64)
+    act_hi = env.action_space.high.astype(np.float64)
     agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)   # any error here is a bug: a traceback shows it
     buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
     run = describe_run(agent, hp, args, argv)
-    obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
-    loop = {"step": 0, "last_eval": float("nan"), "obs": obs,      # the loop's state, saved with checkpoints
-            "flops": 0.0, "flops_dense": 0.0,                      # training FLOPs so far, and dense TD3's
-            "eval.csv": [EVAL_FIELDS]}                             # the rows of eval.csv
-    if checkpoint is not None:
-        run["config"] = config
-        run["dir"] = os.path.dirname(path) or "."
+    loop = new_loop(env, args.seed)
+    if checkpoint is None:
+        run["dir"] = new_run_dir(args)
+        run["config"]["run_dir"] = run["dir"]
         run["lock"] = hold_run_dir(run["dir"])
-        resume_from(data, progress, agent, buf, rng, env, loop)
+    else:
+        run["config"] = checkpoint.config
+        run["dir"] = os.path.dirname(checkpoint.path) or "."
+        run["lock"] = hold_run_dir(run["dir"])
+        resume_from(checkpoint, agent, buf, rng, env, loop)
         check_resume_loses_nothing(run, loop)
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
-        print(f"resume: continuing {run['dir']} after step {loop['step']}", flush=True)
-    else:
-        run["dir"] = run["config"]["run_dir"] = new_run_dir(args)
-        run["lock"] = hold_run_dir(run["dir"])
-    save_run(run, agent, buf, rng, env, loop)                # a checkpoint at step 0: never a run without one
+        say(f"resume: continuing {run['dir']} after step {loop['step']}")
+    save_run(run, agent, buf, rng, env, loop)
     for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
-        print(f"{key}: {' '.join(f'{k}={v}' for k, v in value.items()) if type(value) is dict else value}", flush=True)
-    return types.SimpleNamespace(args=args, hp=hp, agent=agent, env=env, eval_env=eval_env, buf=buf, rng=rng, loop=loop,
-                                 run=run)
+        if type(value) is dict:
+            value = " ".join(f"{k}={v}" for k, v in value.items())
+        say(f"{key}: {value}")
+    return train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, args.log_every)
 
-def run_training(args, argv):
-    """Train with Part I's loop and, at each of its yields, log, evaluate to file, checkpoint or stop."""
-    parts = start_run(args, argv)                        # its settings, networks, env, buffer, RNG, loop, folder
+def train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, log_every):
+    """Part I's training loop, and at each of its yields: log, write the evaluation, checkpoint or stop."""
     stop = {}
 
     def note_signal(signum, frame):
@@ -1526,8 +1516,9 @@ def run_training(args, argv):
             raise KeyboardInterrupt
         stop["signal"] = signum
         note = f"{signal.Signals(signum).name}: stopping after this step; press Ctrl-C again to stop at once\n"
-        with contextlib.suppress(OSError):               # unbuffered: a print here could land inside another
-            os.write(sys.stderr.fileno(), note.encode())
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError):           # unbuffered: a print here could land inside another
+                os.write(sys.stderr.fileno(), note.encode())
 
     handlers = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1535,57 +1526,73 @@ def run_training(args, argv):
     start = time.perf_counter()
     clock = {"log": {}}                                  # the latest losses, and when training started
     try:
-        for step, info in train(parts.agent, parts.env, parts.eval_env, parts.buf, parts.hp, parts.rng, parts.loop):
+        for step, info in train(agent, env, eval_env, buf, hp, rng, loop):
             if "eval_returns" in info:
-                record_evaluation(info["eval_returns"], parts)
+                loop["last_eval"] = float(info["eval_returns"].mean())
+                loop["eval.csv"].append(evaluation_row(info["eval_returns"], agent, buf, hp, loop, run))
+                loop["topology.csv"] += input_rows(step, agent)
+                save_run(run, agent, buf, rng, env, loop)
+                say("eval " + " ".join(f"{k}={v}" for k, v in zip(EVAL_FIELDS, loop["eval.csv"][-1])))
             else:
-                record_step(info, step, parts.loop, parts.run, clock, parts.agent, parts.hp)
-                if eval_due(step, parts.hp):
+                record_step(info, step, agent, hp, loop, run, clock)
+                if eval_due(step, hp):
                     continue                             # this step's evaluation is the next yield
-            if step % parts.args.log_every == 0:
-                print_progress(step, parts.hp["total_steps"], parts.loop, parts.agent, clock)
-            if "signal" in stop and step < parts.hp["total_steps"]:
-                save_run(parts.run, parts.agent, parts.buf, parts.rng, parts.env, parts.loop)
-                print(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: checkpoint saved; "
-                      f"resume with: python dst_td3.py --resume {shlex.quote(parts.run['dir'])}", flush=True)
+            if step % log_every == 0:
+                print_progress(step, hp["total_steps"], loop, agent, clock)
+            if "signal" in stop and step < hp["total_steps"]:
+                save_run(run, agent, buf, rng, env, loop)
+                command = pasteable(f"python dst_td3.py --resume {shlex.quote(run['dir'])}")
+                say(f"interrupted ({signal.Signals(stop['signal']).name}) after step {step}: checkpoint saved; "
+                    f"resume with: {command}")
                 return 128 + stop["signal"]
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     wall = time.perf_counter() - start
-    print(f"done steps={parts.hp['total_steps']} wall={wall:.0f}s final_eval={parts.loop['last_eval']:.1f} "
-          f"run_dir={parts.run['dir']}\nreproduce: {parts.run['config']['command']}", flush=True)
+    say(f"done steps={hp['total_steps']} wall={wall:.0f}s final_eval={loop['last_eval']:.1f} run_dir={run['dir']}")
+    say(f"reproduce: {pasteable(run['config']['command'])}")
     return 0
 
-def main(argv=None):
-    """Run the mode the flags ask for. Every failure ends here in one line on stderr, without a traceback."""
+def guarded(program, command, *args):
+    """The one error boundary, of this program and of the two beside it: return command(*args), its exit code.
+    Every failure ends here in one line on stderr, `program: error: ...`, without a traceback."""
     try:
-        argv = sys.argv[1:] if argv is None else list(argv)
-        for stream in (sys.stdout, sys.stderr):          # a character the terminal cannot show (₀ in cp1252,
-            stream.reconfigure(errors="backslashreplace")   # or in ASCII) is escaped, never an error
-        args = make_parser().parse_args(argv)
-        given = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}   # --a-b=1: a_b
-        command = {"report": report}.get(check_args(args, given), run_training)
         with np.errstate(over="ignore", invalid="ignore"):   # overflow becomes inf/NaN, which the loop reports
-            return command(args, argv)
+            return command(*args)
     except RunError as err:
-        print(f"dst_td3.py: error: {err.args[0]}", file=sys.stderr, flush=True)
-        return err.args[1] if len(err.args) > 1 else 2
+        say(f"{program}: error: {err.args[0]}", sys.stderr)
+        if len(err.args) > 1:
+            return err.args[1]
+        return 2
     except BrokenPipeError:                              # stdout closed (| head): stop quietly; files are saved
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as err:                               # a full or read-only disk: the file (or stdout), and why
-        print(f"dst_td3.py: error: {err.filename or 'stdout'}: {err.strerror or err}", file=sys.stderr, flush=True)
+        say(f"{program}: error: {err.filename or 'stdout'}: {err.strerror or err}", sys.stderr)
         return 1
     except MemoryError as err:
-        print(f"dst_td3.py: error: out of memory: {err}", file=sys.stderr, flush=True)
+        say(f"{program}: error: out of memory: {err}", sys.stderr)
         return 1
     except ImportError as err:                           # a missing package
-        print(f"dst_td3.py: error: pip install -r requirements.txt: {err}", file=sys.stderr, flush=True)
+        say(f"{program}: error: pip install -r requirements.txt: {err}", sys.stderr)
         return 1
     except KeyboardInterrupt:                            # Ctrl-C or SIGTERM outside the training loop, or twice
-        print("dst_td3.py: interrupted", file=sys.stderr, flush=True)
+        say(f"{program}: interrupted", sys.stderr)
         return 130
+
+def run_command(argv):
+    """Parse and check the command line, then train, resume or watch."""
+    args = make_parser().parse_args(argv)
+    mode = check_args(args, given_flags(argv))
+    if mode == "watch":
+        return watch(args.watch)
+    return run_training(args, argv)
+
+def main(argv=None):
+    """Run the mode the flags ask for, inside the error boundary. argv: a list, as sys.argv[1:] (the default)."""
+    if argv is None:
+        argv = sys.argv[1:]
+    return guarded("dst_td3.py", run_command, list(argv))
 
 if __name__ == "__main__":
     for sig in (signal.SIGINT, signal.SIGTERM):          # from here on both raise KeyboardInterrupt, which ends a

@@ -7,9 +7,11 @@ import concurrent.futures
 import csv
 import errno
 import glob
+import io
 import itertools
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -779,16 +781,6 @@ def test_flop_count_dense_and_sparse():
 
 
 # ------------------------------------------ 9. Evaluation and the measures that compare runs
-def test_curve_metrics_final_return_area_and_the_step_that_reaches_a_target():
-    steps = 5000 * np.arange(1, 13)
-    returns = np.array([np.arange(12) * 100.0, np.arange(12) * 100.0 + 200])     # two seeds, 12 evaluations
-    final, area, reached = d.curve_metrics(steps, returns, target=750)
-    assert np.allclose(final, [650, 850]), f"curve_metrics: final return is the mean of the last 10: {final}"
-    assert np.allclose(area, [550, 750]), f"curve_metrics: the area is the mean of all evaluations: {area}"
-    assert reached == 40_000, f"curve_metrics: the seed mean 100·i + 100 first reaches 750 at i = 7: {reached}"
-    assert d.curve_metrics(steps, returns, target=1e9)[2] is None
-
-
 def test_dormant_fraction_on_hand_made_activations():
     h = np.ones((4, 10))                                 # 10 units, each mean |h| = 1 ...
     h[:, :3] = 0.05                                      # ... but 3 at 0.05: 0.05 / 0.715 = 0.07 <= 0.1
@@ -862,15 +854,16 @@ def test_defaults_are_the_papers_and_help_documents_every_flag():
     for k, v in expected.items():
         assert getattr(args, k) == v and type(getattr(args, k)) is type(v), f"make_parser: --{k} defaults to {v!r}"
     out = " ".join(run_cli("--help").stdout.split())   # argparse wraps long lines
-    for name, (default, meaning, _) in {**d.HYPERPARAMETERS, **d.RUN_FLAGS}.items():
+    for name, row in {**d.HYPERPARAMETERS, **d.RUN_FLAGS}.items():
         assert "--" + name.replace("_", "-") in out, f"--help: --{name} is missing"
-        assert " ".join(meaning.split()[:4]) in out, f"--help: the meaning of --{name} is missing"
+        assert " ".join(row.meaning.split()[:4]) in out, f"--help: the meaning of --{name} is missing"
+        assert row.group in d.GROUP_TITLES, f"HYPERPARAMETERS, RUN_FLAGS: --{name}'s group {row.group!r}"
+        if row.default is not None:
+            assert type(row.default) is row.type, f"HYPERPARAMETERS, RUN_FLAGS: --{name}'s default is a {row.type}"
     assert "target update rate τ (default: 0.005)" in out and "(default: None)" not in out
-    grouped = [name for names in d.HELP_GROUPS.values() for name in names]
-    assert sorted(grouped) == sorted({**d.HYPERPARAMETERS, **d.RUN_FLAGS}), "HELP_GROUPS: each flag in one group"
-    assert out.index("experiment: --env ID") < out.index("TD3 [TD3, Alg. 1]:") < out.index("other modes:"), \
+    assert out.index("experiment: --algo") < out.index("TD3 [TD3, Alg. 1]:") < out.index("other modes"), \
         "--help: the flags in their groups, the experiment's first"
-    assert "--resume RUN_DIR" in out and "--report DIR [DIR ...]" in out, "--help: the metavars name what a flag takes"
+    assert "--resume RUN_DIR" in out and "--watch RUN_DIR" in out, "--help: the metavars name what a flag takes"
     assert "HalfCheetah 7, Hopper 7, Walker2d 7, Ant 40, Humanoid 61; other tasks 7" in out, "--help: λ1 per task"
 
 
@@ -882,41 +875,45 @@ def assert_one_line_error(res, message, code=2):
 
 @pytest.mark.parametrize("argv,message", [
     # values outside the table's ranges, or not numbers at all
-    (["--total-steps", "0"], "--total-steps (T) must be in (--learning-starts (T₀) = 25000, inf); not 0"),
-    (["--total-steps", "1000", "--learning-starts", "1000"], "(--learning-starts (T₀) = 1000, inf); not 1000"),
-    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "[1, --total-steps (T) = 400]"),
-    (["--batch-size", "200", "--buffer-size", "100"], "--buffer-size must be in [--batch-size (B) = 200, inf)"),
-    (["--total-steps", "1" + "0" * 309], "--total-steps (T) must be at most 2**53"),    # checked as an int
-    (["--total-steps", "1" + "0" * 30, "--buffer-size", "1" + "0" * 30], "--total-steps (T) must be at most 2**53"),
-    (["--lr", "1e-50"], "--lr must be in (0, inf); not 1e-50 (0 in float32)"),     # checked as float32
-    (["--tau", "1e-46"], "--tau (τ) must be in (0, 1]; not 1e-46 (0 in float32)"),
+    (["--total-steps", "0"], "--total-steps must be in (--learning-starts = 25000, inf); not 0"),
+    (["--total-steps", "1000", "--learning-starts", "1000"], "(--learning-starts = 1000, inf); not 1000"),
+    (["--batch-size", "500", "--total-steps", "400", "--learning-starts", "10"], "[1, --total-steps = 400]"),
+    (["--batch-size", "200", "--buffer-size", "100"], "--buffer-size must be in [--batch-size = 200, inf)"),
+    (["--total-steps", "1" + "0" * 309], "--total-steps must be at most 2**53"),    # checked as an int
+    (["--total-steps", "1" + "0" * 30, "--buffer-size", "1" + "0" * 30], "--total-steps must be at most 2**53"),
+    (["--lr", "1e-50"], "--lr is 1e-50, which training's float32 rounds to 0: give a value in (0, inf)"),
+    (["--tau", "1e-46"], "--tau is 1e-46, which training's float32 rounds to 0: give a value in (0, 1]"),
+    (["--gamma", "1.0000001"], "--gamma must be in [0, 1]; not 1.0000001"),      # 1 in float32: no contradiction
     (["--sparsity", "1.0"], "--sparsity must be in [0, 1)"),
-    (["--lambda-in", "-1"], "--lambda-in (λ1) must be in (0, inf)"),
+    (["--lambda-in", "-1"], "--lambda-in must be in (0, inf)"),
     (["--drop-fraction", "1.5"], "--drop-fraction"),
     (["--update-period", "0"], "--update-period"),
     (["--tau", "0"], "--tau"),
     (["--gamma", "1.5"], "--gamma"),
     (["--seed", "-1"], "--seed must be in [0, inf); not -1"),                  # an int: no float32 in it
     (["--log-every", "0"], "--log-every"),
-    (["--expl-noise", "inf"], "finite in float32; not inf"),
+    (["--expl-noise", "inf"], "--expl-noise must be in [0, inf); not inf"),
     (["--lr", "nan"], "not nan"),
-    (["--policy-noise", "1e300"], "finite in float32; not 1e+300"),      # finite in float64 only
+    (["--policy-noise", "1e300"], "--policy-noise is 1e+300, which training's float32 rounds to inf"),
     (["--batch-size", "abc"], "invalid int value: 'abc'"),               # argparse's own line, without its usage
     (["--algo", "sac"], "invalid choice: 'sac'"),
     (["--figure", "x.svg"], "unrecognized arguments: --figure"),        # flags of older versions, gone
     (["--load", "x.npz", "--eval-only"], "unrecognized arguments: --load x.npz --eval-only"),
+    (["--report", "results"], "unrecognized arguments: --report results"),   # now results/report.py
+    (["--seed", "1", "--seed", "2"], "--seed is given 2 times; give it once"),
+    (["--resume", "A", "--resume=B"], "--resume is given 2 times"),
     # settings that would never train, or never adapt, or a flag the mode would ignore
     (["--update-period", "5", "--policy-delay", "2"], "--update-period (e) must be a multiple of --policy-delay (d)"),
     (["--sparsity", "0.5", "--algo", "td3"], "--sparsity cannot be used with --algo td3, which does not read it"),
     (["--algo", "td3", "--grow", "gradient", "--lambda-in", "3"],
-     "--grow, --lambda-in (λ1) cannot be used with --algo td3"),
-    (["--algo", "static-td3", "--drop-fraction", "0.1"], "--drop-fraction (η) cannot be used with --algo static-td3"),
+     "--grow, --lambda-in cannot be used with --algo td3"),
+    (["--algo", "static-td3", "--drop-fraction", "0.1"], "--drop-fraction cannot be used with --algo static-td3"),
     (["--stop-adapt", "0"], "ds-td3 would regrow no connection"),
     (["--total-steps", "26000"], "ds-td3 would regrow no connection"),
-    (["--report", "x", "--hidden", "64"], "--hidden (H) cannot be used with --report"),
+    (["--watch", "x", "--hidden", "64"], "--hidden cannot be used with --watch"),
     (["--resume", "x", "--lr", "1e-4"], "--lr cannot be used with --resume"),
     (["--resume", "x", "--total-steps", "2000000"], "a longer --total-steps would move its last topology update"),
-    (["--report", "x", "--seed", "1"], "--seed cannot be used with --report"),
+    (["--resume", "x", "--watch", "x"], "--watch cannot be used with --resume"),
     # what the environment or the networks cannot be
     (["--env", "Hoper-v4"], "Did you mean: `Hopper`?"),               # Gymnasium's own suggestion
     (["--env", "CartPole-v1"], "Discrete action space"),
@@ -1001,6 +998,18 @@ SHORT = ["--total-steps", "900", "--learning-starts", "100", "--batch-size", "32
          "--eval-episodes", "1", "--log-every", "50", "--update-period", "50"]
 
 
+def changed(argv, *flags_and_values):
+    """argv with some flags' values changed, or added: a flag given twice is an error.
+    changed(SHORT, "--total-steps", "300") -> SHORT with 300 steps."""
+    argv = list(argv)
+    for flag, value in zip(flags_and_values[::2], flags_and_values[1::2]):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
+
+
 def only_run_dir(parent):
     (run_dir,) = glob.glob(str(parent / "*"))
     return run_dir
@@ -1027,20 +1036,139 @@ def checkpoint_state(run_dir):
         return {key: data[key] for key in data.files}, json.loads(str(data["progress"]))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupt_and_resume_is_exactly_the_uninterrupted_run(tmp_path, sig):
+    """Ctrl-C or SIGTERM: the run saves after its step and says how to resume; SIGKILL: it resumes from the
+    checkpoint of its last evaluation. Either way the resumed run ends as the uninterrupted one: checkpoint,
+    eval.csv and topology.csv."""
     pytest.importorskip("mujoco")
     assert run_cli(*SHORT, "--save-buffer", "--runs-dir", str(tmp_path / "a")).returncode == 0
     code, out, _ = interrupted_run(tmp_path / "b", [*SHORT, "--save-buffer"], "step=400/", sig)
     run_a, run_b = only_run_dir(tmp_path / "a"), only_run_dir(tmp_path / "b")
-    assert code == 128 + sig and f"resume with: python dst_td3.py --resume {run_b}" in out
-    stopped_at = int(out.split("interrupted (")[1].split("after step ")[1].split(":")[0])
-    assert 400 <= stopped_at < 900 and checkpoint_state(run_b)[1]["loop"]["step"] == stopped_at
+    stopped_at = 300                                     # SIGKILL: the checkpoint of the evaluation at step 300
+    if sig != signal.SIGKILL:
+        assert code == 128 + sig and f"resume with: python dst_td3.py --resume {run_b}" in out
+        stopped_at = int(out.split("interrupted (")[1].split("after step ")[1].split(":")[0])
+        assert 400 <= stopped_at < 900
+    assert checkpoint_state(run_b)[1]["loop"]["step"] == stopped_at
     res = run_cli("--resume", run_b)
     assert res.returncode == 0 and f"resume: continuing {run_b} after step {stopped_at}" in res.stdout, res.stderr
     (a, _), (b, state) = checkpoint_state(run_a), checkpoint_state(run_b)
     assert state["loop"]["step"] == 900 and [k for k in a if k != "config" and not np.array_equal(a[k], b[k])] == []
-    assert open(os.path.join(run_a, "eval.csv")).read() == open(os.path.join(run_b, "eval.csv")).read()
+    for name in ("eval.csv", "topology.csv"):
+        assert read_text(os.path.join(run_a, name)) == read_text(os.path.join(run_b, name)), \
+            f"resume: {name} is the uninterrupted run's"
+
+
+def test_topology_csv_records_every_update_and_each_inputs_connections(tmp_path):
+    """topology.csv in long format: at each topology update a row per sparse layer, whose drops are regrown
+    (none at the last, drop-only update) and whose count after it is the mask's; at each evaluation a row per
+    input of each input layer, which add up to the layer's connections."""
+    pytest.importorskip("mujoco")
+    assert run_cli(*SHORT, "--runs-dir", str(tmp_path)).returncode == 0
+    rows = list(csv.DictReader(open(os.path.join(only_run_dir(tmp_path), "topology.csv"))))
+    updates = [row for row in rows if row["input"] == "all"]
+    layers = ["critic.Q1.W1", "critic.Q2.W1", "critic.Q1.W2", "critic.Q2.W2", "actor.W1", "actor.W2"]
+    # SHORT: T₀ = 100 and e = 50, so updates at steps 150, 200, ..., regrowing to 0.95·900 = 855, dropping at 900
+    steps = sorted({int(row["step"]) for row in updates})
+    assert steps == list(range(150, 901, 50)), f"topology.csv: an update every e = 50 iterations: {steps}"
+    assert [row["layer"] for row in updates[:6]] == layers, "topology.csv: a row per sparse layer, critics first"
+    for row in updates:
+        grown = 0 if row["step"] == "900" else int(row["dropped"])
+        assert int(row["dropped"]) > 0 and int(row["grown"]) == grown, f"topology.csv: dropped and grown: {row}"
+    data, _ = checkpoint_state(only_run_dir(tmp_path))
+    masks = {"actor.W1": data["actor/M1"], "actor.W2": data["actor/M2"], "critic.Q1.W1": data["critic/M1"][0],
+             "critic.Q2.W1": data["critic/M1"][1], "critic.Q1.W2": data["critic/M2"][0],
+             "critic.Q2.W2": data["critic/M2"][1]}
+    for row in updates[-6:]:
+        assert int(row["connections"]) == masks[row["layer"]].sum(), f"topology.csv: connections after: {row}"
+    inputs = [row for row in rows if row["input"] != "all" and row["step"] == "900"]
+    for layer in ("actor.W1", "critic.Q1.W1", "critic.Q2.W1"):
+        counts = [int(row["connections"]) for row in inputs if row["layer"] == layer]
+        assert counts == list(masks[layer].sum(axis=1)), f"topology.csv: {layer}'s connections per input"
+    evaluations = sorted({int(row["step"]) for row in rows if row["input"] != "all"})
+    assert evaluations == [300, 600, 900], "topology.csv: the inputs' rows at each evaluation"
+
+
+def test_watch_reruns_the_last_evaluation_and_draws_the_policy(tmp_path):
+    """--watch RUN_DIR: the saved actor's returns, the same as eval.csv's last row, and a GIF of its first episode
+    in which the hopper shows (its orange body). Where nothing can draw (no OpenGL), the test says so and skips."""
+    pytest.importorskip("mujoco")
+    assert run_cli(*changed(SMOKE, "--eval-episodes", "2"), "--runs-dir", str(tmp_path)).returncode == 0
+    run_dir = only_run_dir(tmp_path)
+    last = list(csv.DictReader(open(os.path.join(run_dir, "eval.csv"))))[-1]
+    res = run_cli("--watch", run_dir)
+    assert "watch: the policy at the end of the run (step 300)" in res.stdout, res.stdout + res.stderr
+    assert f"return_mean={last['return_mean']} return_std={last['return_std']} episodes=2" in res.stdout, \
+        f"watch: the returns of eval.csv's last row, {last['return_mean']}: {res.stdout}"
+    if res.returncode == 1 and "cannot draw Hopper-v4 here" in res.stderr:
+        pytest.skip(f"nothing can draw MuJoCo on this machine: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+    import imageio.v3 as iio
+    frames = iio.imread(os.path.join(run_dir, "policy.gif"), index=None)         # (frames, height, width, 3)
+    assert len(frames) > 1 and frames.shape[1:3] == (240, 240), f"watch: small frames, {frames.shape}"
+    rgb = frames[0][..., :3].astype(int)
+    orange = (rgb[..., 0] > 120) & (rgb[..., 0] - rgb[..., 1] > 30) & (rgb[..., 2] < 90)
+    assert orange.sum() > 100, f"watch: the first frame shows the hopper's orange body ({orange.sum()} pixels)"
+
+
+def test_watch_says_whose_policy_it_shows_and_where_nothing_can_draw(tmp_path):
+    fields = d.EVAL_FIELDS
+    ends = {"config": {"args": {"total_steps": 900}}, "arrays": {}, "path": "run/checkpoint.npz"}
+    at_evaluation = d.Checkpoint(**ends, progress={"loop": {"step": 600, "eval.csv": [fields, ["600"]]}})
+    after = d.Checkpoint(**ends, progress={"loop": {"step": 650, "eval.csv": [fields, ["600"]]}})
+    assert "the policy of step 600 of 900, the run's last checkpoint, as its last evaluation saw it" == \
+        d.whose_policy(at_evaluation)
+    assert "after its last evaluation: these returns are not in eval.csv" in d.whose_policy(after)
+    assert run_cli("--env", "Pendulum-v1", *changed(SHORT, "--total-steps", "300"), "--runs-dir",
+                   str(tmp_path)).returncode == 0
+    res = run_cli("--watch", only_run_dir(tmp_path))    # pygame draws Pendulum: here or not, never a traceback
+    assert "watch: return_mean=" in res.stdout and "Traceback" not in res.stderr, res.stderr
+    if res.returncode == 1:
+        assert_one_line_error(res, 'cannot draw Pendulum-v1 here (', code=1)
+        assert 'pip install "gymnasium[classic_control]"' in res.stderr
+
+
+def test_main_runs_with_its_streams_replaced_or_closed(tmp_path, monkeypatch):
+    """A notebook's stdout, a StringIO, has no reconfigure and no file number; a closed one (`>&-`) is None."""
+    argv = ["--env", "Pendulum-v1", *changed(SHORT, "--total-steps", "300")]
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    assert d.main([*argv, "--runs-dir", str(tmp_path / "a")]) == 0 and "done steps=300" in out.getvalue()
+    assert d.main(["--seed", "-1"]) == 2 and err.getvalue() == "dst_td3.py: error: --seed must be in [0, inf); not -1\n"
+    monkeypatch.setattr(sys, "stdout", None)
+    monkeypatch.setattr(sys, "stderr", None)
+    assert d.main([*argv, "--runs-dir", str(tmp_path / "b")]) == 0, "main: with no stdout, a run still runs"
+    assert d.main(["--seed", "-1"]) == 2
+    monkeypatch.undo()
+    for closed in (">&-", "2>&-"):
+        res = subprocess.run(f"{shlex.quote(sys.executable)} dst_td3.py --help {closed}", shell=True, cwd=HERE,
+                             capture_output=True, text=True)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, f"--help {closed}: {res.stderr}"
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    assert d.pasteable("python dst_td3.py --resume 'runs/a b'") == "python dst_td3.py --resume 'runs/a b'"
+    assert d.pasteable("python dst_td3.py --resume runs/\u00e4").startswith("(a command that this terminal's ascii "
+                                                                       "cannot show")
+    d.say("an escaped \u00e4")
+    ascii_out.flush()
+    assert ascii_out.buffer.getvalue() == b"an escaped \\xe4\n", "say: what ASCII cannot show is escaped"
+
+
+def test_describe_run_counts_connections_not_a_rounded_density():
+    """A layer with 4 of 65,536 connections has some: its density is 6.104e-05 (4 significant digits), not 0.0."""
+    args = d.make_parser().parse_args(["--env", "Pendulum-v1"])
+    hp = d.hyperparameters(args)
+    agent = d.build_agent(3, 1, np.array([-2.0]), np.array([2.0]), hp, np.random.default_rng(0))
+    M = agent["actor"]["M2"]
+    M[...] = 0
+    M.reshape(-1)[:4] = 1
+    run = d.describe_run(agent, hp, args, [])
+    assert run["config"]["densities"]["actor.W2"] == 6.104e-05, f"describe_run: {run['config']['densities']}"
+    M[...] = 0
+    with pytest.raises(d.RunError, match="actor.W2 would have no connection"):
+        d.describe_run(agent, hp, args, [])
 
 
 def test_resume_destroys_nothing_it_did_not_write(tmp_path):
@@ -1078,7 +1206,7 @@ def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
     """A --resume of a run that is still going stops with one line, and the running run goes on untouched; once
     it has ended, however it ended (SIGKILL here), its folder can be resumed."""
     pytest.importorskip("mujoco")
-    proc = start_run(tmp_path, [*SHORT, "--total-steps", "3000", "--save-buffer"])
+    proc = start_run(tmp_path, [*changed(SHORT, "--total-steps", "3000"), "--save-buffer"])
     for line in proc.stdout:
         if line.startswith("eval step=300"):
             break
@@ -1110,8 +1238,8 @@ def test_ctrl_c_and_sigterm_are_answered_at_once_and_leave_nothing_behind(tmp_pa
                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(fake)})
     assert res.returncode == -signal.SIGINT and res.stderr == "", f"Ctrl-C during the imports: {res.stderr}"
 
-    proc = start_run(tmp_path / "eval", ["--env", "Pendulum-v1", *SHORT, "--total-steps", "1200", "--eval-every",
-                                         "1000", "--eval-episodes", "400", "--log-every", "999"])
+    argv = changed(SHORT, "--total-steps", "1200", "--eval-every", "1000", "--eval-episodes", "400", "--log-every", "999")
+    proc = start_run(tmp_path / "eval", ["--env", "Pendulum-v1", *argv])
     for line in proc.stdout:
         if line.startswith("step=999/"):                 # the evaluation at step 1000 comes next
             break
@@ -1147,7 +1275,7 @@ def test_resume_without_buffer_says_so_and_finishes(tmp_path):
 
 def test_checkpoints_that_cannot_be_read(tmp_path):
     pytest.importorskip("mujoco")
-    assert run_cli(*SHORT, "--total-steps", "300", "--runs-dir", str(tmp_path / "run")).returncode == 0
+    assert run_cli(*changed(SHORT, "--total-steps", "300"), "--runs-dir", str(tmp_path / "run")).returncode == 0
     blob = open(os.path.join(only_run_dir(tmp_path / "run"), "checkpoint.npz"), "rb").read()
     (tmp_path / "truncated.npz").write_bytes(blob[: len(blob) // 2])
     (tmp_path / "corrupt.npz").write_bytes(b"not a checkpoint" * 100)
@@ -1175,7 +1303,7 @@ def test_missing_mujoco_is_one_line(tmp_path):
 
 def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     pytest.importorskip("mujoco")
-    res = run_cli(*SHORT, "--eval-every", "100", "--lr", "1e30", "--runs-dir", str(tmp_path))
+    res = run_cli(*changed(SHORT, "--eval-every", "100", "--lr", "1e30"), "--runs-dir", str(tmp_path))
     assert_one_line_error(res, "training stopped at step 10", code=1)
     assert "loss_q" in res.stderr and "not finite (NaN or inf); the last good checkpoint is" in res.stderr
     data, state = checkpoint_state(only_run_dir(tmp_path))
@@ -1190,7 +1318,7 @@ def no_temporary_files(folder):
                                   "out of memory"])
 def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch, capsys, case):
     pytest.importorskip("mujoco")
-    argv = [*SHORT, "--total-steps", "600", "--runs-dir", str(tmp_path / "runs")]
+    argv = [*changed(SHORT, "--total-steps", "600"), "--runs-dir", str(tmp_path / "runs")]
     if case == "runs-dir is a file":
         (tmp_path / "runs").write_text("a file, not a folder")
         message = f"{tmp_path / 'runs'}"
@@ -1200,7 +1328,7 @@ def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch,
         monkeypatch.setattr(os, "makedirs", read_only)
         message = "Read-only file system"
     elif case == "resume a read-only run":               # the run's folder is there, but cannot be written
-        assert d.main([*argv[:-2], "--total-steps", "300", "--runs-dir", str(tmp_path / "runs")]) == 0
+        assert d.main(changed(argv, "--total-steps", "300")) == 0
         run_dir = only_run_dir(tmp_path / "runs")
         before = {name: open(os.path.join(run_dir, name), "rb").read() for name in os.listdir(run_dir)}
         capsys.readouterr()
@@ -1279,15 +1407,12 @@ def test_a_closed_stdout_ends_quietly_and_the_run_keeps_its_checkpoint(tmp_path)
     assert os.path.isfile(os.path.join(only_run_dir(tmp_path), "checkpoint.npz"))
 
 
-@pytest.mark.parametrize("argv,where", [(["--report", "results"], "group_runs"),          # reporting
-                                        (["--algo", "td3", "--learning-starts", "9"], "make_env")])   # before the loop
-def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path, monkeypatch, capsys, argv, where):
+def test_ctrl_c_outside_the_training_loop_is_one_line(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):                    # Ctrl-C arrives here, where no stop handler is set
         raise KeyboardInterrupt
-    monkeypatch.setattr(d, where, interrupted)
-    argv = [arg.replace("results", os.path.join(HERE, "results")) for arg in argv]
-    code = d.main(argv + (["--runs-dir", str(tmp_path)] if where == "make_env" else []))
-    assert code == 130 and capsys.readouterr().err == "dst_td3.py: interrupted\n", f"main: Ctrl-C in {where}"
+    monkeypatch.setattr(d, "make_env", interrupted)
+    code = d.main(["--algo", "td3", "--learning-starts", "9", "--runs-dir", str(tmp_path)])
+    assert code == 130 and capsys.readouterr().err == "dst_td3.py: interrupted\n", "main: Ctrl-C in make_env"
 
 
 def test_run_folders_two_in_the_same_second_and_env_ids_with_a_slash(tmp_path, monkeypatch, capsys):
@@ -1344,230 +1469,8 @@ def test_lab_flags_run(tmp_path, flags):
 def test_a_dense_input_layer_shows_in_the_header(tmp_path):
     """Ant-v4 has 27 observations, and Eq. 1 with the paper's λ1 = 40 reaches 1 for both input layers."""
     pytest.importorskip("mujoco")
-    res = run_cli("--env", "Ant-v4", *SMOKE[2:], "--total-steps", "200", "--eval-every", "200",
+    res = run_cli(*changed(SMOKE, "--env", "Ant-v4", "--total-steps", "200", "--eval-every", "200"),
                   "--runs-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert "densities: actor.W1=1.0 actor.W2=" in res.stdout, "describe_run: the header gives each layer's density"
     assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["densities"]["critic.W1"] == 1.0
-
-
-
-# --------------------------------------------------- Part II: the run report
-def make_run(folder, env, algo, seed, returns, connections, flops_vs_dense, dormant=(0.1, 0.2), **args):
-    """A hand-made run folder: config.json and an eval.csv with one evaluation every 5,000 steps."""
-    os.makedirs(folder)
-    config = {"args": {**vars(d.make_parser().parse_args([])), "env": env, "algo": algo, "seed": seed, **args}}
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f)
-    with open(os.path.join(folder, "eval.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, d.EVAL_FIELDS)
-        writer.writeheader()
-        for i, ret in enumerate(returns, start=1):
-            writer.writerow({"step": 5000 * i, "return_mean": ret, "return_std": 1.0, "episodes": 10,
-                             "connections": connections, "connections_dense": 1000, "sparsity_actor": 0.5,
-                             "sparsity_critic": 0.5, "flops": 1e9 * i, "flops_vs_dense": flops_vs_dense,
-                             "dormant_actor": dormant[0], "dormant_critic": dormant[1]})
-
-
-def table_cells(line):
-    """The cells of one Markdown table row: "| a | b |" -> ["a", "b"]."""
-    return [cell.strip() for cell in line.strip("|").split("|")]
-
-
-def report_rows(stdout):
-    return {tuple(cells[:2]): cells for cells in
-            (table_cells(line) for line in stdout.splitlines()
-             if line.startswith("| Hopper") or line.startswith("| Walker"))}
-
-
-def test_report_table_numbers_on_hand_made_runs(tmp_path, capsys):
-    dense = [np.arange(12) * 100.0, np.arange(12) * 100.0 + 200]       # final: mean of the last 10
-    sparse = [np.arange(12) * 150.0, np.arange(12) * 150.0 + 60]
-    for seed in (0, 1):
-        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, dense[seed], 1000, 1.0, (0.1 + seed, 0.2))
-        make_run(tmp_path / f"ds-{seed}", "Hopper-v4", "ds-td3", seed, sparse[seed], 500, 0.5)
-    assert d.main(["--report", str(tmp_path)]) == 0
-    out = capsys.readouterr()
-    rows = report_rows(out.out)
-    # TD3's seed-mean curve 100·i + 100 (i = 0..11, step 5,000·(i + 1)) first reaches its 750 at i = 7
-    assert rows[("Hopper-v4", "td3")][2:8] == ["2", "60,000", "750 ± 100", f"{np.mean(dense):.0f} ± 100",
-                                               "40,000 (67% of the steps)", "1,000"], "report: the TD3 row"
-    # DS-TD3's seed-mean curve 150·i + 30 first reaches 750 at i = 5 (step 30,000)
-    ds = rows[("Hopper-v4", "ds-td3")]
-    assert ds[4] == f"{np.mean([r[2:].mean() for r in sparse]):.0f} ± 30" and ds[6].startswith("30,000 (50%"), ds
-    assert ds[7] == "500" and ds[8] == "0.50×"
-    assert rows[("Hopper-v4", "td3")][9] == "0.60 / 0.20", "report: dormant units at the end, the mean over seeds"
-    assert out.err == ""                                 # nothing odd here: no warning
-
-
-def test_report_figure_parses_and_its_curves_are_the_csvs(tmp_path, capsys):
-    import xml.etree.ElementTree as ET
-    rng = np.random.default_rng(0)
-    returns = {(algo, seed): rng.normal(1000, 300, 12).round(2) for algo in ("td3", "ds-td3") for seed in (0, 1, 2)}
-    for (algo, seed), r in returns.items():
-        make_run(tmp_path / f"{algo}-{seed}", "Walker2d-v4", algo, seed, r, 1000, 1.0)
-    assert d.main(["--report", str(tmp_path)]) == 0
-    root = ET.parse(tmp_path / "report.svg").getroot()
-    curves = {el.get("id"): el for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
-    assert set(curves) == {"Walker2d-v4/td3/mean", "Walker2d-v4/ds-td3/mean"}
-    for algo in ("td3", "ds-td3"):
-        data = np.array([p.split(",") for p in curves[f"Walker2d-v4/{algo}/mean"].get("data-points").split()], float)
-        pixels = np.array([p.split(",") for p in curves[f"Walker2d-v4/{algo}/mean"].get("points").split()], float)
-        expected = np.mean([returns[(algo, seed)] for seed in (0, 1, 2)], axis=0)
-        assert np.array_equal(data[:, 0], 5000 * np.arange(1, 13)), "report figure: one point per evaluation"
-        assert np.allclose(data[:, 1], expected, atol=0.006), "report figure: the curve is the seed mean"
-        for axis, sign in ((0, 1), (1, -1)):             # pixels are an affine image of the data (y points down)
-            slope, offset = np.polyfit(data[:, axis], pixels[:, axis], 1)
-            assert sign * slope > 0 and np.allclose(pixels[:, axis], slope * data[:, axis] + offset, atol=0.06)
-    assert len(list(root.iter("{http://www.w3.org/2000/svg}polygon"))) == 2          # a ±1 std band each
-
-
-def test_report_figure_is_a_grid_of_at_most_3_panels_a_row_with_round_ticks(tmp_path, capsys):
-    import xml.etree.ElementTree as ET
-    envs = ("Ant-v5", "HalfCheetah-v4", "Hopper-v4", "Humanoid-v4", "Walker2d-v4")
-    for env in envs:
-        make_run(tmp_path / env, env, "td3", 0, np.linspace(61, 1790, 60), 1000, 1.0)   # 5,000 to 300,000 steps
-    assert d.main(["--report", str(tmp_path)]) == 0
-    root = ET.parse(tmp_path / "report.svg").getroot()
-    assert root.get("width") == "1020", "report figure: 3 panels of 340 px a row, to read at a README's width"
-    corners = {}
-    for panel in root.iter("{http://www.w3.org/2000/svg}g"):
-        title = next(panel.iter("{http://www.w3.org/2000/svg}text"))
-        corners[panel.get("id")] = (float(title.get("x")), float(title.get("y")))
-    assert len({x for x, _ in corners.values()}) == 3 and len({y for _, y in corners.values()}) == 2, \
-        f"svg_panel: 5 panels in 2 rows of at most 3: {corners}"
-    labels = [text.text for text in root.iter("{http://www.w3.org/2000/svg}text")]
-    assert labels.count("0k") == labels.count("300k") == 5, "svg_panel: the step axis ticks 0k, 100k, ... 300k"
-    assert {"1000", "1500"} <= set(labels) and "1357" not in labels, "tick_values: round returns on the y axis"
-    assert list(d.tick_values(0, 1e6)) == [0, 500_000, 1_000_000] and list(d.tick_values(61, 1790)) == [500, 1000, 1500]
-
-
-def test_report_gives_the_labs_runs_rows_and_panels_of_their_own(tmp_path, capsys):
-    import xml.etree.ElementTree as ET
-    for seed in (0, 1):                                  # the paper's comparison: 300k steps, 12 evaluations
-        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, np.arange(12) * 100.0, 1000, 1.0,
-                 total_steps=300_000)
-        make_run(tmp_path / f"ds-{seed}", "Hopper-v4", "ds-td3", seed, np.arange(12) * 150.0, 500, 0.5,
-                 total_steps=300_000)
-    lab = {"td3": ({}, 100.0), "ds-td3 sparsity=0.9": ({"sparsity": 0.9}, 50.0),
-           "ds-td3 sparsity=0.9 grow=gradient": ({"sparsity": 0.9, "grow": "gradient"}, 80.0)}
-    for label, (flags, slope) in lab.items():            # the lab's comparison: 150k steps, 6 evaluations
-        make_run(tmp_path / label.replace(" ", "_"), "Hopper-v4", label.split()[0], 0, np.arange(6) * slope,
-                 100, 0.1, total_steps=150_000, **flags)
-    assert d.main(["--report", str(tmp_path)]) == 0
-    out, err = capsys.readouterr()
-    rows = list(report_rows(out).values())               # in the report's order
-    assert [r[:4] for r in rows] == [["Hopper-v4, T = 300,000", "ds-td3", "2", "60,000"],
-                                     ["Hopper-v4, T = 300,000", "td3", "2", "60,000"],
-                                     ["Hopper-v4, T = 150,000", "ds-td3 sparsity=0.9", "1", "30,000"],
-                                     ["Hopper-v4, T = 150,000", "ds-td3 sparsity=0.9 grow=gradient", "1", "30,000"],
-                                     ["Hopper-v4, T = 150,000", "td3", "1", "30,000"]], \
-        f"report: one row per algorithm and lab setting, the 150k runs apart from the 300k ones: {rows}"
-    # the lab's rows reach the 150k TD3's final return (mean of 0..500, 250) at 250/80 -> i = 4 (25,000), and
-    # 250/50 -> i = 5 (30,000); the 300k comparison is not cut to 30,000 by the shorter runs
-    assert rows[3][6].startswith("25,000") and rows[2][6].startswith("30,000") and err == "", (rows, err)
-    root = ET.parse(tmp_path / "report.svg").getroot()
-    colours = {el.get("id"): el.get("stroke") for el in root.iter("{http://www.w3.org/2000/svg}polyline")}
-    assert set(colours) == {"Hopper-v4, T = 300,000/ds-td3/mean", "Hopper-v4, T = 300,000/td3/mean",
-                            "Hopper-v4, T = 150,000/td3/mean", "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9/mean",
-                            "Hopper-v4, T = 150,000/ds-td3 sparsity=0.9 grow=gradient/mean"}, colours
-    assert len(set(colours.values())) == 4, f"report figure: td3 keeps its colour, each lab row has its own: {colours}"
-
-
-def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsys):
-    make_run(tmp_path / "a", "Hopper-v4", "td3", 0, np.arange(12) * 100.0, 1000, 1.0)
-    make_run(tmp_path / "b", "Hopper-v4", "td3", 1, np.arange(8) * 100.0, 1000, 1.0)              # shorter
-    make_run(tmp_path / "c", "Hopper-v4", "td3", 2, np.arange(12) * 100.0, 1000, 1.0, batch_size=256)
-    with open(tmp_path / "c" / "eval.csv", "a") as f:
-        f.write("65000,12\n65000,nan,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2\n"
-                "70000,inf,1,10,1000,1000,0.5,0.5,1e9,1,0.1,0.2")
-    make_run(tmp_path / "empty", "Hopper-v4", "td3", 3, [], 1000, 1.0)
-    make_run(tmp_path / "older", "Hopper-v4", "td3", 4, np.arange(12) * 100.0, 1000, 1.0)
-    config = json.load(open(tmp_path / "older" / "config.json"))
-    del config["args"]["grow"]                           # a run made before --grow existed: its default
-    json.dump(config, open(tmp_path / "older" / "config.json", "w"))
-    for seed, every in ((0, 5000), (1, 7000)):          # a comparison whose evaluations never fall on one step
-        make_run(tmp_path / f"apart-{seed}", "Walker2d-v4", "ds-td3", seed, [1.0, 2.0], 500, 0.5, eval_every=every)
-        rows = list(csv.reader(open(tmp_path / f"apart-{seed}" / "eval.csv")))
-        rows[1][0], rows[2][0] = str(every), str(2 * every)
-        csv.writer(open(tmp_path / f"apart-{seed}" / "eval.csv", "w", newline="")).writerows(rows)
-    os.makedirs(tmp_path / "not-a-run")
-    (tmp_path / "not-a-run" / "eval.csv").write_text("step,return_mean\n5000,1\n")
-    assert d.main(["--report", str(tmp_path), str(tmp_path / "a"), str(tmp_path / "missing")]) == 0
-    out, err = capsys.readouterr()
-    warnings_ = err.splitlines()
-    for expected in ("left out 3 blank, malformed or non-finite rows", "has no evaluations yet",
-                     "is not a readable run", "missing is not a folder", "Walker2d-v4: its runs share no evaluation"):
-        assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
-    assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
-    rows = report_rows(out)                              # a/ named twice counts once; batch_size=256 is its own row
-    assert rows[("Hopper-v4", "td3")][2:4] == ["3", "40,000"] and "nan" not in out and "inf" not in out, rows
-    assert rows[("Hopper-v4", "td3 batch_size=256")][2:4] == ["1", "40,000"], rows
-    res = run_cli("--report", str(tmp_path / "not-a-run"))   # nothing to report: the warning says why, then an error
-    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
-    assert res.stderr.splitlines()[-1].startswith("dst_td3.py: error: no runs with evaluations below"), res.stderr
-
-
-
-def test_report_finds_td3_by_its_settings_says_where_it_cuts_and_skips_foreign_runs(tmp_path, capsys):
-    """Runs that all share a setting (--hidden 64) still find their TD3 row; a comparison cut to its shortest
-    run says so; another program's config.json is left out with a warning, not a traceback."""
-    for seed in (0, 1):
-        make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, np.arange(1, 13) * 100.0, 1000, 1.0, hidden=64)
-        make_run(tmp_path / f"ds-{seed}", "Hopper-v4", "ds-td3", seed, np.arange(1, 13 - 2 * seed) * 150.0, 500, 0.5,
-                 hidden=64)
-    make_run(tmp_path / "sac", "Hopper-v4", "sac", 0, [1.0, 2.0], 1000, 1.0, total_steps="300k")
-    assert d.main(["--report", str(tmp_path)]) == 0
-    out = capsys.readouterr()
-    row = report_rows(out.out)[("Hopper-v4", "ds-td3 hidden=64")]
-    assert row[6] == "20,000 (40% of the steps)", f"report: the TD3 row is td3 hidden=64, whose final return " \
-        f"to step 50,000 (550, the mean of 100..1000) the ds-td3 mean (150·i) first reaches at i = 4: {row}"
-    warnings = out.err.splitlines()
-    assert any("read to step 50,000, the last that all its runs reached (3 went further)" in w for w in warnings), \
-        warnings
-    assert any("sac/config.json is not one of dst_td3.py (algo 'sac'); left out" in w for w in warnings), warnings
-
-
-def test_report_reads_every_report_flag_and_escapes_what_stdout_cannot_encode(tmp_path):
-    """--report A --report B reads both; with an ASCII stdout (Windows' cp1252 has no ₀ either) the report and
-    --help escape the characters they cannot print, where they used to end in a traceback."""
-    for seed, folder in enumerate(("a", "b")):
-        make_run(tmp_path / folder / "run", "Hopper-v4", "td3", seed, [100.0, 200.0], 1000, 1.0)
-    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
-    res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--report", str(tmp_path / "a"),
-                          "--report", str(tmp_path / "b")], capture_output=True, text=True, env=env, cwd=HERE)
-    assert res.returncode == 0, res.stderr
-    assert report_rows(res.stdout)[("Hopper-v4", "td3")][2] == "2", "--report A --report B: the runs of both"
-    assert "150 \\xb1 0" in res.stdout and "1.00\\xd7" in res.stdout, "report: ± and × are escaped in ASCII"
-    res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), "--help"], capture_output=True,
-                         text=True, env=env, cwd=HERE)
-    assert res.returncode == 0 and "discount \\u03b3" in res.stdout, res.stderr
-
-
-def test_report_reads_the_committed_results(tmp_path):
-    """Every committed run is read (no warning), each row of the README's results table is the report's own, and
-    so is each final return that the README sets beside the paper's Table 2 ("DS-TD3, here", "TD3, here")."""
-    import shutil
-    shutil.copytree(os.path.join(HERE, "results"), tmp_path / "results")
-    res = run_cli("--report", str(tmp_path / "results"))
-    assert res.returncode == 0 and res.stderr == "", res.stderr
-    rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "algorithm" not in line]
-    assert len(rows) >= 15 and "figure: " in res.stdout, f"report: every group of results/ has a row: {rows}"
-    readme_lines = read_text(os.path.join(HERE, "README.md")).splitlines()
-    readme = [line for line in readme_lines if "× |" in line]   # the results table's rows
-    stale = [line for line in readme if line not in rows]
-    assert len(readme) >= 10 and not stale, f"README: results rows that `--report results` no longer prints: {stale}"
-    finals = {}                                          # (task, algorithm): the final return of its 1M row
-    for cells in map(table_cells, rows):
-        if cells[3] == "1,000,000":
-            finals[(cells[0].split("-v")[0], cells[1])] = cells[4]
-    table = [table_cells(line) for line in readme_lines
-             if line.startswith(("| final return at 1M", "| DS-TD3, here", "| TD3, here"))]
-    assert len(table) == 3 and len(finals) >= 6, f"README: the 'DS-TD3, here' and 'TD3, here' rows: {table}"
-    tasks = table[0][1:]
-    for algo, *cells in table[1:]:
-        label = algo.split(",")[0].lower().replace(" ", "-")
-        shown = dict(zip(tasks, cells))
-        expected = {task: finals.get((task, label), "") for task in tasks}
-        assert shown == expected, f"README: the '{algo}' row beside the paper's Table 2 shows {shown}; " \
-            f"`--report results` gives the final returns of the 1M rows {expected}"

@@ -143,12 +143,12 @@ HYPERPARAMETERS = {
     "lr": Hyperparameter("TD3", float, 1e-3, "(0, inf)", ALL, "Adam's learning rate, actor and critics"),
     "weight_decay": Hyperparameter("TD3", float, 2e-4, "[0, inf)", ALL,
                                    "L2 coefficient added to the gradient [DS-TD3]"),
-    "expl_noise": Hyperparameter("TD3", float, 0.1, "[0, inf)", ALL,
-                                 "exploration noise std, a fraction of the max action"),
-    "policy_noise": Hyperparameter("TD3", float, 0.2, "[0, inf)", ALL,
-                                   "target smoothing noise std σ̃, a fraction of the max action"),
-    "noise_clip": Hyperparameter("TD3", float, 0.5, "[0, inf)", ALL,
-                                 "target smoothing noise clip c, a fraction of the max action"),
+    "expl_noise": Hyperparameter("TD3", float, 0.1, "[0, 1]", ALL,
+                                 "exploration noise std, a fraction of the max action (beyond 1, mostly clipped)"),
+    "policy_noise": Hyperparameter("TD3", float, 0.2, "[0, 1]", ALL,
+                                   "target smoothing std σ̃, a fraction of the max action (as --expl-noise)"),
+    "noise_clip": Hyperparameter("TD3", float, 0.5, "[0, 2]", ALL,
+                                 "target smoothing clip c, a fraction of the max action (beyond 2, never binds)"),
     "policy_delay": Hyperparameter("TD3", int, 2, "[1, inf)", ALL, "actor and target update period d, in iterations"),
     "lambda_in": Hyperparameter("DS-TD3", float, None, "(0, inf)", SPARSE,
                                 "Erdős–Rényi factor λ1 of the input layer; none: the paper's for the task "
@@ -817,6 +817,7 @@ import itertools
 import json
 import platform
 import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -826,12 +827,11 @@ from importlib import metadata
 # =============================================================================
 # 11. The command line: HYPERPARAMETERS (section 1), and RUN_FLAGS, the flags of running a run.
 # =============================================================================
-# A flag of running a run: its --help group, type, default, valid values (an interval, or None: any), the mode
-# that reads it (train; resume and watch are modes of their own), its placeholder in --help, and what it means.
+# A flag of running a run: --help group, type, default, valid values (None: any), the mode reading it, placeholder
 RunFlag = collections.namedtuple("RunFlag", "group type default valid mode metavar meaning")
 RUN_FLAGS = {
     "env": RunFlag("experiment", str, "Hopper-v4", None, "train", "ID", "a Gymnasium task with bounded Box actions"),
-    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "each run writes a folder here (README)"),
+    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "run folders go here (README; Windows: run.lock)"),
     "log_every": RunFlag("logs", int, 2000, "[1, inf)", "train", "N", "print a progress line every this many steps"),
     "save_buffer": RunFlag("logs", bool, False, None, "train", None,
                            "checkpoints hold the replay buffer: --resume of a MuJoCo task is exact (110 MB/1M steps)"),
@@ -842,10 +842,6 @@ RUN_FLAGS = {
 GROUP_TITLES = {"experiment": "experiment", "TD3": "TD3 [TD3, Alg. 1]", "DS-TD3": "DS-TD3 [DS-TD3, Alg. 1-3]",
                 "lab": "the lab: later work's choices, not the paper's", "logs": "evaluation, logging and run folders",
                 "modes": "other modes, each with no other flag"}
-NOT_READ_IN = {"train": "when training",                # why a flag that its mode does not read is refused
-               "resume": "with --resume: a run goes on with the settings it started with (a longer --total-steps "
-                         "would move its last topology update)",
-               "watch": "with --watch: it reruns the saved run's own last evaluation"}
 
 class RunError(Exception):
     """What the program cannot go on with: RunError(message) or RunError(message, exit code). guarded prints the
@@ -898,20 +894,17 @@ def make_parser():
 def given_flags(argv):
     """The settings named on the command line (--a-b=1 names a_b). A flag given twice is an error: argparse
     would keep the last silently."""
-    names = []
-    for arg in argv:
-        if arg.startswith("--") and len(arg) > 2:
-            names.append(arg[2:].split("=")[0].replace("-", "_"))
-    for name in names:
-        if names.count(name) > 1:
-            raise RunError(f"{flag_of(name)} is given {names.count(name)} times; give it once")
+    names = [arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--") and len(arg) > 2]
+    twice = sorted(name for name in set(names) if names.count(name) > 1)
+    if twice:
+        raise RunError(f"{', '.join(map(flag_of, twice))} given more than once; give each once")
     return set(names)
 
 def run_mode(args):
     """What the flags ask for: resume, watch or train."""
-    if args.resume:
+    if args.resume is not None:
         return "resume"
-    if args.watch:
+    if args.watch is not None:
         return "watch"
     return "train"
 
@@ -964,9 +957,10 @@ def check_args(args, given):
     outside their range, and settings that would never train or never adapt. Returns the mode (run_mode). A
     resume and --watch read no other flag, so their checks pass on the defaults."""
     mode = run_mode(args)
-    ignored = sorted(given - flags_read_in(mode))
+    ignored = sorted(given - flags_read_in(mode))       # training reads every flag but --resume and --watch
     if ignored:
-        raise RunError(f"{', '.join(map(flag_of, ignored))} cannot be used {NOT_READ_IN[mode]}")
+        raise RunError(f"{', '.join(map(flag_of, ignored))} cannot be used with --{mode}, which goes on with the "
+                       "settings that the run started with")
     for name, row in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
         if type(row.valid) is str and getattr(args, name) is not None:
             message = range_error(name, args, row.valid)
@@ -1033,45 +1027,19 @@ def versions():
     """What it takes to repeat a run to the digit besides its command. TRAP: OpenBLAS's CPU kernels round
     differently, and RL amplifies the difference (results/README.md): set OPENBLAS_CORETYPE to repeat a run
     (blas_kernel None: OpenBLAS's own pick for the CPU)."""
-    found = {"python": platform.python_version()}
+    found = {"python": platform.python_version(), "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+             "blas_kernel": os.environ.get("OPENBLAS_CORETYPE")}
     for package in ("numpy", "gymnasium", "mujoco"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[package] = metadata.version(package)
-    found["blas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")
-    found["blas_kernel"] = os.environ.get("OPENBLAS_CORETYPE")
     return found
 
 # =============================================================================
-# 13. What the logs measure besides returns: the sparsity of a network, and the lab's dormant units [ReDo].
+# 13. What the logs measure besides returns: the sparsity of a network and of its layers.
 # =============================================================================
 def sparsity_of(net):
     """The fraction of a network's possible connections that are absent (W1 W2 W3, biases excluded)."""
     return 1.0 - n_connections(net) / sum(net[f"W{l}"].size for l in (1, 2, 3))
-
-DORMANT_THRESHOLD = 0.1  # a unit is dormant at or below this share of its layer's mean activation [ReDo]
-
-def dormant_fraction(hidden, threshold=DORMANT_THRESHOLD):
-    """The fraction of dormant units among the hidden layers [ReDo]: a unit whose mean |activation| over the
-    batch, divided by the mean of that over its layer, is at most the threshold. A dormant unit hardly shapes
-    the output; sparse networks, with fewer connections per unit, may lose more. hidden: [(..., B, H) ReLU outputs]"""
-    dormant = 0
-    total = 0
-    for h in hidden:
-        score = np.abs(h).mean(axis=-2)                  # (..., H) per unit, per critic twin
-        score /= np.maximum(score.mean(axis=-1, keepdims=True), np.finfo(score.dtype).tiny)
-        dormant += int(np.count_nonzero(score <= threshold))
-        total += score.size
-    return dormant / total
-
-def network_dormancy(agent, buf, seed, step, n_states=256):
-    """Dormant units of the actor and of the critics on n_states replay states, drawn by an RNG of their own,
-    seeded by (seed, step), so that the run's RNG, and with it the run, is untouched. Returns (actor, critics)."""
-    idx = np.random.default_rng([seed, step]).integers(0, buf["size"], size=n_states)
-    _, actor_cache = actor_forward(agent["actor"], buf["obs"][idx])
-    _, critic_cache = critic_forward(agent["critic"], buf["obs"][idx], buf["act"][idx])
-    actor_dormant = dormant_fraction([actor_cache[1], actor_cache[3]])       # h1, h2 (the ReLU caches)
-    critic_dormant = dormant_fraction([critic_cache[1], critic_cache[3]])
-    return actor_dormant, critic_dormant
 
 def sparse_layers(net):
     """{name: mask} of a network's sparse layers, named as topology_update names them: W1, W2 for the actor,
@@ -1101,13 +1069,12 @@ def sparse_layers(net):
 #   return_mean    mean undiscounted return of the evaluation episodes (no exploration noise)
 #   connections    connections of actor + both critics (n_connections), and of dense TD3 [DS-TD3, Eq. 8]
 #   flops          training FLOPs so far, and their ratio to dense TD3 with the same settings [DS-TD3, Eqs. 9-10]
-#   dormant_*      fraction of dormant hidden units (at most 0.1 of their layer's mean) on replay states [ReDo]
 #   topology.csv   at each topology update, a row per sparse layer: the connections dropped, grown and there after
 #                  (input "all"); at each evaluation, a row per input of each input layer: its connections
 # =============================================================================
 CHECKPOINT = "checkpoint.npz"
 EVAL_FIELDS = ["step", "return_mean", "return_std", "episodes", "connections", "connections_dense",
-               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense", "dormant_actor", "dormant_critic"]
+               "sparsity_actor", "sparsity_critic", "flops", "flops_vs_dense"]
 TOPOLOGY_FIELDS = ["step", "layer", "input", "dropped", "grown", "connections"]
 
 def say(line, stream=None):
@@ -1134,10 +1101,7 @@ def write_atomically(path, write, binary=False):
     path. A full disk or Ctrl-C at any moment leaves the old file or the new one, never half of one, and removes
     the temporary file (only a process killed outright, as by SIGKILL, can leave one behind)."""
     tmp = f"{path}.{os.getpid()}.tmp"                   # two processes never share one temporary file
-    if binary:
-        how = {"mode": "wb"}
-    else:
-        how = {"mode": "w", "newline": "", "encoding": "utf-8"}
+    how = {"mode": "wb"} if binary else {"mode": "w", "newline": "", "encoding": "utf-8"}
     try:
         with open(tmp, **how) as f:
             write(f)
@@ -1158,21 +1122,28 @@ def new_run_dir(args):
             return path
 
 def hold_run_dir(path):
-    """Hold a run folder for this process, so that two processes never write one folder at once: a second one,
-    say a --resume of a run still going, stops with one line. The lock is the operating system's, on run.lock: it
-    ends with the process however it ends. Returns the open lock file, which the run keeps until it ends."""
-    lock = open(os.path.join(path, "run.lock"), "a")
+    """Hold a run folder, so that two processes never write it at once (a --resume of a run still going stops in
+    one line). The operating system's lock ends with the process, however: held on the folder (Linux, macOS: no
+    file to delete), or on run.lock (Windows: an open file cannot be deleted). The holder removes temporary files
+    that a killed process left. Returns the lock's file descriptor, which the run keeps open until it ends."""
+    if os.name == "nt":
+        import msvcrt
+        lock = os.open(os.path.join(path, "run.lock"), os.O_RDWR | os.O_CREAT)
+    else:
+        import fcntl
+        lock = os.open(path, os.O_RDONLY)
     try:
-        if os.name == "nt":                              # Windows
-            import msvcrt
-            msvcrt.locking(lock.fileno(), msvcrt.LK_NBLCK, 1)
-        else:                                            # Linux, macOS
-            import fcntl
+        if os.name == "nt":
+            msvcrt.locking(lock, msvcrt.LK_NBLCK, 1)
+        else:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        lock.close()
-        raise RunError(f"{path} is being written by another process (it holds {path}/run.lock); let it end "
-                       "first") from None
+        os.close(lock)
+        raise RunError(f"{path} is being written by another process; let it end first") from None
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".tmp"):                        # only the folder's holder writes there: that one is dead
+            os.remove(os.path.join(path, name))
+            say(f"removed {os.path.join(path, name)}, which a process that ended during a write left behind")
     return lock
 
 def describe_run(agent, hp, args, argv):
@@ -1203,12 +1174,11 @@ def describe_run(agent, hp, args, argv):
             "flops_iter_dense": iteration_flops(without_masks(actor), without_masks(critic), hp["batch_size"],
                                                 hp["policy_delay"])}
 
-def evaluation_row(returns, agent, buf, hp, loop, run):
+def evaluation_row(returns, agent, hp, loop, run):
     """The row of eval.csv of one evaluation, as text."""
     ratio = run["flops_iter"] / run["flops_iter_dense"]  # before the first iteration: the next one's
     if loop["flops_dense"]:
         ratio = loop["flops"] / loop["flops_dense"]
-    dormant_actor, dormant_critic = network_dormancy(agent, buf, hp["seed"], loop["step"])
     row = {"step": loop["step"], "return_mean": f"{returns.mean():.2f}", "return_std": f"{returns.std():.2f}",
            "episodes": hp["eval_episodes"],
            "connections": n_connections(agent["actor"]) + n_connections(agent["critic"]),
@@ -1216,9 +1186,7 @@ def evaluation_row(returns, agent, buf, hp, loop, run):
            "sparsity_actor": f"{sparsity_of(agent['actor']):.4f}",
            "sparsity_critic": f"{sparsity_of(agent['critic']):.4f}",
            "flops": f"{loop['flops']:.4e}",
-           "flops_vs_dense": f"{ratio:.4f}",
-           "dormant_actor": f"{dormant_actor:.4f}",
-           "dormant_critic": f"{dormant_critic:.4f}"}
+           "flops_vs_dense": f"{ratio:.4f}"}
     return [str(row[field]) for field in EVAL_FIELDS]
 
 def input_rows(step, agent):
@@ -1305,11 +1273,7 @@ def save_run(run, agent, buf, rng, env, loop):
     --save-buffer), and as JSON the state of the loop (the rows of eval.csv and topology.csv too), of the RNG and
     of the env. Then config.json and the CSV files from what the checkpoint holds. Adam's scratch vectors g_* and
     tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
-    arrays = {}
-    for name in NETWORKS:
-        for key, value in agent[name].items():
-            if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat"):
-                arrays[f"{name}/{key}"] = value
+    arrays = network_arrays(agent)
     if run["config"]["args"]["save_buffer"]:
         for key in BUFFER_KEYS:
             arrays[f"buffer/{key}"] = buf[key][:buf["size"]]
@@ -1324,27 +1288,59 @@ def save_run(run, agent, buf, rng, env, loop):
     for name, write in text_files(run, loop).items():
         write_atomically(os.path.join(run["dir"], name), write)
 
+def network_arrays(agent):
+    """{name/key: array} of what a checkpoint holds of the agent, each array the agent's own (a write to it is a
+    write to the network)."""
+    arrays = {}
+    for name in NETWORKS:
+        for key, value in agent[name].items():
+            if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat"):
+                arrays[f"{name}/{key}"] = value
+    return arrays
+
 def text_files(run, loop):
     """{name: write(f)} of a run folder's text files, each written whole from what the checkpoint holds."""
     return {"config.json": lambda f: json.dump(run["config"], f, indent=2),
             "eval.csv": lambda f: csv.writer(f).writerows(loop["eval.csv"]),
             "topology.csv": lambda f: csv.writer(f).writerows(loop["topology.csv"])}
 
+def read_text(path):
+    """The one way a run's text file is read. Bytes that are not UTF-8 are bad content, a line that names the file;
+    a BOM (a spreadsheet's save) is none. An operating system's read error stays an OSError (exit 1)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise RunError(f"{path} is not UTF-8 text (byte {err.start}): not a file that dst_td3.py wrote") from None
+
 def check_resume_loses_nothing(run, loop):
-    """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this
-    destroys nothing it did not write: each file must be what the checkpoint writes, or its start (a crash between
-    the writes). Anything else (a line added since, another run's checkpoint copied in) stops it in one line."""
+    """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this destroys
+    nothing it did not write: each file must hold what the checkpoint writes, or its first rows (a crash between the
+    writes), as parsed rows and values (line endings, a BOM and indentation are no content)."""
     for name, write in text_files(run, loop).items():
         path = os.path.join(run["dir"], name)
         if not os.path.exists(path):
             continue
         expected = io.StringIO(newline="")
         write(expected)
-        with open(path, newline="", encoding="utf-8") as f:
-            found = f.read()
-        if not expected.getvalue().startswith(found):
-            raise RunError(f"cannot resume: {path} holds what its checkpoint did not write (a line or column "
-                           "added since, or another run's); move the file aside to resume, and it is written anew")
+        if name == "config.json":
+            found = [read_json(read_text(path), path)]
+            wanted = [json.loads(expected.getvalue())]
+        else:
+            found = list(csv.reader(io.StringIO(read_text(path), newline="")))
+            wanted = list(csv.reader(io.StringIO(expected.getvalue(), newline="")))
+        for line, row in enumerate(found, start=1):
+            if line > len(wanted) or row != wanted[line - 1]:
+                raise RunError(f"cannot resume: {path} holds what its checkpoint did not write, in row {line} (a "
+                               "row or column added since, or another run's); move it aside, and it is written anew")
+
+def read_json(text, where):
+    """JSON text of a run's file, or a line that names the file."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise RunError(f"{where} is not JSON ({err}): not a file that dst_td3.py wrote") from None
 
 def load_checkpoint(path):
     """The Checkpoint (path, arrays, config, progress) of a checkpoint file or a run folder; one line that says
@@ -1358,31 +1354,44 @@ def load_checkpoint(path):
     except OSError as err:
         raise RunError(f"cannot read the checkpoint {path}: {err.strerror}") from None
     except (ValueError, EOFError, TypeError, zipfile.BadZipFile) as err:   # TypeError: a .npy holds one array
-        raise RunError(f"cannot read the checkpoint {path}: it is not an .npz file ({type(err).__name__})") from None
+        raise RunError(f"cannot read the checkpoint {path}: it is not a whole .npz file ({err})") from None
     another = "so another version of dst_td3.py wrote it, or another program"
     for key in ("config", "progress"):
         if key not in arrays:
             raise RunError(f"cannot read the checkpoint {path}: it has no '{key}', {another}")
-    config = json.loads(str(arrays["config"]))
-    if "args" not in config:
+    config = read_json(str(arrays["config"]), f"the config in {path}")
+    if type(config) is not dict or type(config.get("args")) is not dict:
         raise RunError(f"cannot read the checkpoint {path}: its config has no 'args', {another}")
-    return Checkpoint(path, arrays, config, json.loads(str(arrays["progress"])))
+    return Checkpoint(path, arrays, config, read_json(str(arrays["progress"]), f"the progress in {path}"))
 
-def saved_args(config):
-    """The settings a run started with: its config.json's, and today's default where an older version saved none."""
-    args = make_parser().parse_args([])
+def saved_args(config, where, parser):
+    """The settings a run started with, checked as the command line (parser, make_parser's) checks them, by passing
+    them through it as flags: a setting of another type or out of its range is named in one line. Today's default
+    where an older version saved none; a setting that today's program does not have is left out."""
+    argv = []
     for key, value in config["args"].items():
-        setattr(args, key, value)
+        if key in flags_read_in("train") and value is not None and value is not False:
+            argv.append(flag_of(key))
+            if value is not True:
+                argv.append(str(value))                  # str(float) gives back the same float
+    try:
+        args = parser.parse_args(argv)
+        check_args(args, set())
+    except RunError as err:
+        raise RunError(f"cannot read the settings in {where}: {err.args[0]}") from None
     return args
 
 def resume_from(checkpoint, agent, buf, rng, env, loop):
     """Load a checkpoint into the run that its config.json built: networks, RNG, loop, buffer and env."""
-    for key, value in checkpoint.arrays.items():         # the same configuration built both: the same shapes
-        name, _, array = key.partition("/")
-        if name in NETWORKS:
-            agent[name][array][:len(value)] = value
-        elif name == "buffer":
-            buf[array][:len(value)] = value
+    for key, value in network_arrays(agent).items():
+        saved = checkpoint.arrays.get(key, np.zeros(0))
+        if saved.shape != value.shape:                   # its config built the agent: a shape differs elsewhere
+            raise RunError(f"cannot resume: {checkpoint.path} has no {key} of shape {value.shape}, so another "
+                           "task's or another version's checkpoint")
+        value[...] = saved
+    for key in BUFFER_KEYS:
+        saved = checkpoint.arrays.get(f"buffer/{key}", buf[key][:0])
+        buf[key][:len(saved)] = saved
     progress = checkpoint.progress
     agent["opt_actor"]["t"] = progress["adam_t"][0]
     agent["opt_critic"]["t"] = progress["adam_t"][1]
@@ -1402,18 +1411,6 @@ def resume_from(checkpoint, agent, buf, rng, env, loop):
 # =============================================================================
 GIF_EVERY = 4        # keep every 4th frame, and every 2nd pixel of each: a 1,000-step Hopper episode stays under 5 MB
 
-def whose_policy(checkpoint):
-    """A line that says which policy the checkpoint holds: the end of the run, or its last checkpoint so far."""
-    step = checkpoint.progress["loop"]["step"]
-    T = checkpoint.config["args"]["total_steps"]
-    rows = checkpoint.progress["loop"]["eval.csv"]
-    if step == T:
-        return f"the policy at the end of the run (step {step:,})"
-    if len(rows) > 1 and int(rows[-1][0]) == step:
-        return f"the policy of step {step:,} of {T:,}, the run's last checkpoint, as its last evaluation saw it"
-    return (f"the policy of step {step:,} of {T:,}, the run's last checkpoint, saved after its last evaluation: "
-            "these returns are not in eval.csv")
-
 def film(actor, env, seed):
     """The frames of the first evaluation episode: reset with the evaluation seed, no exploration noise."""
     frames = []
@@ -1432,12 +1429,10 @@ def watch(run_dir):
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")       # no screen: MuJoCo draws with EGL; read when it is imported
     checkpoint = load_checkpoint(run_dir)
-    args = saved_args(checkpoint.config)
-    actor = {}
-    for key, value in checkpoint.arrays.items():
-        if key.startswith("actor/"):
-            actor[key.split("/")[1]] = value
-    say(f"watch: {whose_policy(checkpoint)}")
+    args = saved_args(checkpoint.config, checkpoint.path, make_parser())
+    actor = {key.split("/")[1]: value for key, value in checkpoint.arrays.items() if key.startswith("actor/")}
+    step = checkpoint.progress["loop"]["step"]           # a run stopped early: its last checkpoint's policy
+    say(f"watch: the policy of step {step:,} of {args.total_steps:,}, the run's last checkpoint")
     returns = evaluate(actor, make_env(args.env), args.eval_episodes, args.seed + 100)
     say(f"watch: return_mean={returns.mean():.2f} return_std={returns.std():.2f} episodes={args.eval_episodes} "
         f"returns={' '.join(f'{r:.2f}' for r in returns)}")
@@ -1459,22 +1454,16 @@ def watch(run_dir):
 # =============================================================================
 # 17. main: build the run, watch the training loop of Part I, and the one error boundary.
 # =============================================================================
-def new_loop(env, seed):
-    """The loop's state of a fresh run, saved with its checkpoints: no steps yet, the first observation of a
-    seeded reset, training FLOPs so far (and dense TD3's), and the rows of eval.csv and topology.csv."""
-    obs, _ = env.reset(seed=seed)                        # seed once; later resets continue the env's own stream
-    return {"step": 0, "last_eval": float("nan"), "obs": obs, "flops": 0.0, "flops_dense": 0.0,
-            "eval.csv": [EVAL_FIELDS], "topology.csv": [TOPOLOGY_FIELDS]}
-
 def run_training(args, argv):
     """Build a run, fresh or resumed from RUN_DIR's checkpoint (its settings then are those of its config.json,
     not today's defaults), save it at once (never a run without a checkpoint), and train it."""
     checkpoint = None
-    if args.resume:
+    if args.resume is not None:
         checkpoint = load_checkpoint(args.resume)
-        args = saved_args(checkpoint.config)
+        args = saved_args(checkpoint.config, checkpoint.path, make_parser())
     env = make_env(args.env)
     eval_env = make_env(args.env)
+    args.env = env.spec.id                               # the version that runs: Pendulum is Pendulum-v1
     n_obs = env.observation_space.shape[0]
     n_act = env.action_space.shape[0]
     hp = hyperparameters(args)
@@ -1485,7 +1474,10 @@ def run_training(args, argv):
     agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)   # any error here is a bug: a traceback shows it
     buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
     run = describe_run(agent, hp, args, argv)
-    loop = new_loop(env, args.seed)
+    obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
+    # the loop's state, saved with the checkpoints: training FLOPs so far (and dense TD3's), the CSV files' rows
+    loop = {"step": 0, "last_eval": float("nan"), "obs": obs, "flops": 0.0, "flops_dense": 0.0,
+            "eval.csv": [EVAL_FIELDS], "topology.csv": [TOPOLOGY_FIELDS]}
     if checkpoint is None:
         run["dir"] = new_run_dir(args)
         run["config"]["run_dir"] = run["dir"]
@@ -1498,12 +1490,20 @@ def run_training(args, argv):
         check_resume_loses_nothing(run, loop)
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
         say(f"resume: continuing {run['dir']} after step {loop['step']}")
-    save_run(run, agent, buf, rng, env, loop)
+    try:
+        save_run(run, agent, buf, rng, env, loop)        # never a run without a checkpoint
+    except BaseException:
+        if checkpoint is None:                           # a new folder that holds nothing to resume: ours to remove
+            shutil.rmtree(run["dir"], ignore_errors=True)
+        raise
     for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
         if type(value) is dict:
             value = " ".join(f"{k}={v}" for k, v in value.items())
         say(f"{key}: {value}")
     return train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, args.log_every)
+
+# Ctrl-C, SIGTERM, and SIGHUP (a closed terminal; not on Windows), each answered as Ctrl-C
+STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 def train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, log_every):
     """Part I's training loop, and at each of its yields: log, write the evaluation, checkpoint or stop."""
@@ -1521,7 +1521,7 @@ def train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, log_every):
                 os.write(sys.stderr.fileno(), note.encode())
 
     handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         handlers[sig] = signal.signal(sig, note_signal)
     start = time.perf_counter()
     clock = {"log": {}}                                  # the latest losses, and when training started
@@ -1529,7 +1529,7 @@ def train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, log_every):
         for step, info in train(agent, env, eval_env, buf, hp, rng, loop):
             if "eval_returns" in info:
                 loop["last_eval"] = float(info["eval_returns"].mean())
-                loop["eval.csv"].append(evaluation_row(info["eval_returns"], agent, buf, hp, loop, run))
+                loop["eval.csv"].append(evaluation_row(info["eval_returns"], agent, hp, loop, run))
                 loop["topology.csv"] += input_rows(step, agent)
                 save_run(run, agent, buf, rng, env, loop)
                 say("eval " + " ".join(f"{k}={v}" for k, v in zip(EVAL_FIELDS, loop["eval.csv"][-1])))
@@ -1595,6 +1595,6 @@ def main(argv=None):
     return guarded("dst_td3.py", run_command, list(argv))
 
 if __name__ == "__main__":
-    for sig in (signal.SIGINT, signal.SIGTERM):          # from here on both raise KeyboardInterrupt, which ends a
+    for sig in STOP_SIGNALS:                             # from here on each raises KeyboardInterrupt, which ends a
         signal.signal(sig, signal.default_int_handler)   # file's write whole (write_atomically) and main answers
     sys.exit(main())

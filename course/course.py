@@ -1046,8 +1046,12 @@ def read_text(path):
 
 
 def write_text(path, text):
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+    """Write a file of the kit's; a failing write (a full disk: /dev/full) names the file, not stdout."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, path) from None
 
 
 def function_spans(source):

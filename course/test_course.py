@@ -559,6 +559,14 @@ def test_course_commands_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, m
     assert course.read_text(tmp_path / "FOLDER" / "work.py") == "# the student's work\n"
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs a full device, /dev/full")
+def test_a_full_disk_names_the_file_not_stdout():
+    result = subprocess.run([sys.executable, os.path.join(HERE, "course.py"), "grade", "--exercises", "9", "--json",
+                             "/dev/full"], capture_output=True, text=True, timeout=120, cwd=PROJECT)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == "course.py: error: /dev/full: No space left on device", result.stderr
+
+
 def test_readme_teaching_table_is_the_exercise_table():
     readme = course.read_text(os.path.join(PROJECT, "README.md"))
     assert course.teaching_table(course.EXERCISES) in readme, "README: the teaching table is not teaching_table()"

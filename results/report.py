@@ -11,7 +11,7 @@ learning curve and a ±1 std band per row, an SVG written as text (no plotting l
 A maintainer's tool: a student reading one run's code never needs it. It imports dst_td3 for what the two share
 (the hyperparameters' defaults, the run files' format, the error boundary), so the two cannot drift."""
 import csv
-import json
+import io
 import math
 import os
 import sys
@@ -26,6 +26,9 @@ COLOURS = ("#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e
 NOT_SETTINGS = ("algo", "seed", "total_steps", "eval_every", "eval_episodes")   # what a row's label leaves out
 DEFAULTS = {name: row.default for name, row in d.HYPERPARAMETERS.items()}       # older runs lack newer flags
 LAST_EVALS = 10  # the paper's final return is the mean of the last 10 evaluations [DS-TD3, Table 2]
+# Older versions' columns: dormant units [ReDo], which dst_td3.py logged until 2026-12-07, and earlier names
+FIELDS = d.EVAL_FIELDS + ["dormant_actor", "dormant_critic"]
+RENAMED = {"params_nonzero": "connections", "params_dense": "connections_dense"}   # before 2026-12-02
 
 
 def warn(message):
@@ -47,18 +50,25 @@ def curve_metrics(steps, returns, target=None):
     return final, area, first
 
 
-def read_run(path):
-    """One run folder: its settings and the evaluations of eval.csv whose every cell is a finite number (read by
-    column name), or None with a warning."""
+def read_run(path, parser):
+    """One run folder, read with dst_td3's reader and brought to today's form: its settings, checked as the command
+    line checks them, and the evaluations of eval.csv whose every cell is a finite number, by column name. Or
+    None, with a warning that names the file and why."""
+    config_path = os.path.join(path, "config.json")
     try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-            args = {**DEFAULTS, **json.load(f)["args"]}
-        with open(os.path.join(path, "eval.csv"), newline="", encoding="utf-8") as f:
-            header, *rows = list(csv.reader(f)) or [[]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return warn(f"{path} is not a readable run (config.json and eval.csv); left out")
-    if args["algo"] not in ALGOS or type(args["total_steps"]) is not int or type(args["seed"]) is not int:
-        return warn(f"{path}/config.json is not one of dst_td3.py (algo {args['algo']!r}); left out")
+        config = d.read_json(d.read_text(config_path), config_path)
+        args = config.get("args") if type(config) is dict else None
+        if type(args) is not dict or type(args.get("env")) is not str:
+            return warn(f"{config_path} has no settings of dst_td3.py (args, with a task id as env); left out")
+        args = vars(d.saved_args(config, config_path, parser))
+        header, *rows = list(csv.reader(io.StringIO(d.read_text(os.path.join(path, "eval.csv")), newline=""))) or [[]]
+    except d.RunError as err:
+        return warn(f"{err.args[0]}; left out")
+    except OSError as err:
+        return warn(f"{err.filename or path}: {err.strerror}; left out")
+    header = [RENAMED.get(field, field) for field in header]
+    if "step" not in header or "return_mean" not in header:
+        return warn(f"{path}/eval.csv has no step and return_mean columns; left out")
     good = []
     for row in rows:
         try:
@@ -71,18 +81,20 @@ def read_run(path):
         warn(f"left out {len(rows) - len(good)} blank, malformed or non-finite rows of {path}/eval.csv")
     if not good:
         return warn(f"{path} has no evaluations yet; left out")
-    run = {"args": args}
-    for field in d.EVAL_FIELDS:
+    run = {"args": args, "path": path}
+    for field in FIELDS:
         run[field] = np.array([row.get(field, np.nan) for row in good])
     return run
 
 
 def row_key(args):
     """A row of the report: the algorithm, and each setting of HYPERPARAMETERS that the run set away from its
-    default (the lab's ones), as a tuple of (name, value) pairs."""
+    default (the lab's ones) and the algorithm reads, as a tuple of (name, value) pairs. An older version saved
+    settings that an algorithm does not read (a td3 run's lambda_in): they make no row of their own."""
     settings = []
     for name in d.HYPERPARAMETERS:
-        if name not in NOT_SETTINGS and args[name] != DEFAULTS[name]:
+        read = args["algo"] in d.HYPERPARAMETERS[name].read_by
+        if name not in NOT_SETTINGS and read and args[name] != DEFAULTS[name]:
             settings.append((name, args[name]))
     return args["algo"], tuple(settings)
 
@@ -115,15 +127,21 @@ def find_runs(folders):
     return list(found.values())
 
 
-def group_runs(folders):
+def group_runs(folders, parser):
     """{(env, T): {row key: [runs]}} of every run below the folders, in the report's order: the comparisons by
     env, the longest runs first; a comparison's rows in the order of ALGOS, then by their settings; runs by seed."""
     groups = {}
     for path in find_runs(folders):
-        run = read_run(path)
-        if run is not None:
-            comparison = (run["args"]["env"], run["args"]["total_steps"])
-            groups.setdefault(comparison, {}).setdefault(row_key(run["args"]), []).append(run)
+        run = read_run(path, parser)
+        if run is None:
+            continue
+        comparison = (run["args"]["env"], run["args"]["total_steps"])
+        runs = groups.setdefault(comparison, {}).setdefault(row_key(run["args"]), [])
+        twins = [other["path"] for other in runs if other["args"]["seed"] == run["args"]["seed"]]
+        if twins:                                        # a copy of a run folder: one seed, counted once
+            warn(f"{path} is seed {run['args']['seed']} of the same settings as {twins[0]}; left out")
+            continue
+        runs.append(run)
     ordered = {}
     for env, T in sorted(groups, key=lambda comparison: (comparison[0], -comparison[1])):
         rows = groups[(env, T)]
@@ -262,7 +280,7 @@ def report(folders):
           "| reaches TD3's final return at | connections at the end | training FLOPs vs dense "
           "| dormant units at the end (actor / critics) |")
     d.say("|---|---|---|---|---|---|---|---|---|---|")
-    groups = group_runs(folders)
+    groups = group_runs(folders, d.make_parser())      # one parser reads every run's settings
     panels = {}
     for (env, T), rows in groups.items():
         name = env

@@ -40,7 +40,7 @@ def make_run(folder, env, algo, seed, returns, connections, flops_vs_dense, dorm
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     with open(os.path.join(folder, "eval.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, d.EVAL_FIELDS)
+        writer = csv.DictWriter(f, report.FIELDS)
         writer.writeheader()
         for i, ret in enumerate(returns, start=1):
             writer.writerow({"step": 5000 * i, "return_mean": ret, "return_std": 1.0, "episodes": 10,
@@ -119,7 +119,8 @@ def test_report_figure_is_a_grid_of_at_most_3_panels_a_row_with_round_ticks(tmp_
     labels = [text.text for text in root.iter("{http://www.w3.org/2000/svg}text")]
     assert labels.count("0k") == labels.count("300k") == 5, "svg_panel: the step axis ticks 0k, 100k, ... 300k"
     assert {"1000", "1500"} <= set(labels) and "1357" not in labels, "tick_values: round returns on the y axis"
-    assert list(report.tick_values(0, 1e6)) == [0, 500_000, 1_000_000] and list(report.tick_values(61, 1790)) == [500, 1000, 1500]
+    assert list(report.tick_values(0, 1e6)) == [0, 500_000, 1_000_000]
+    assert list(report.tick_values(61, 1790)) == [500, 1000, 1500]
 
 
 def test_report_gives_the_labs_runs_rows_and_panels_of_their_own(tmp_path, capsys):
@@ -177,7 +178,8 @@ def test_report_warns_in_one_line_and_never_fails_on_odd_folders(tmp_path, capsy
     out, err = capsys.readouterr()
     warnings_ = err.splitlines()
     for expected in ("left out 3 blank, malformed or non-finite rows", "has no evaluations yet",
-                     "is not a readable run", "missing is not a folder", "Walker2d-v4: its runs share no evaluation"):
+                     "not-a-run/config.json: No such file or directory", "missing is not a folder",
+                     "Walker2d-v4: its runs share no evaluation"):
         assert sum(expected in w for w in warnings_) == 1, f"report: expected one warning with {expected!r}: {err}"
     assert all(w.startswith("report: warning: ") for w in warnings_) and "Traceback" not in err
     rows = report_rows(out)                              # a/ named twice counts once; batch_size=256 is its own row
@@ -205,7 +207,7 @@ def test_report_finds_td3_by_its_settings_says_where_it_cuts_and_skips_foreign_r
     warnings = out.err.splitlines()
     assert any("read to step 50,000, the last that all its runs reached (3 went further)" in w for w in warnings), \
         warnings
-    assert any("sac/config.json is not one of dst_td3.py (algo 'sac'); left out" in w for w in warnings), warnings
+    assert any("sac/config.json: argument --algo: invalid choice: 'sac'" in w for w in warnings), warnings
 
 
 def test_report_reads_every_report_flag_and_escapes_what_stdout_cannot_encode(tmp_path):
@@ -253,16 +255,19 @@ def test_report_reads_the_committed_results(tmp_path):
             f"`--report results` gives the final returns of the 1M rows {expected}"
 
 
-def test_report_reads_the_defaults_once_not_per_run(tmp_path, monkeypatch, capsys):
-    """A run's settings are read over the hyperparameters' defaults, taken once from dst_td3's table: reading a
-    run never builds dst_td3's parser (which, once per run, cost a report of many runs its time)."""
+def test_report_builds_the_parser_once_not_per_run(tmp_path, monkeypatch, capsys):
+    """Every run's settings are read through dst_td3's command line, built once for the report, not once per run
+    (which cost a report of many runs its time); the defaults come from dst_td3's table."""
     for seed in (0, 1, 2):
         make_run(tmp_path / f"td3-{seed}", "Hopper-v4", "td3", seed, [100.0, 200.0], 1000, 1.0)
+    built = []
+    make_parser = d.make_parser
 
-    def no_parser():
-        raise AssertionError("report: the parser was built while reading runs")
-    monkeypatch.setattr(d, "make_parser", no_parser)
-    assert report.main([str(tmp_path)]) == 0
+    def counted():
+        built.append(1)
+        return make_parser()
+    monkeypatch.setattr(d, "make_parser", counted)
+    assert report.main([str(tmp_path)]) == 0 and len(built) == 1, f"report: {len(built)} parsers for 3 runs"
     assert report.DEFAULTS == {name: row.default for name, row in d.HYPERPARAMETERS.items()}
 
 
@@ -275,3 +280,43 @@ def test_ctrl_c_in_the_report_is_one_line(tmp_path, monkeypatch, capsys, where):
     monkeypatch.setattr(report, where, interrupted)
     assert report.main([str(tmp_path)]) == 130
     assert capsys.readouterr().err == "report.py: interrupted\n", f"report: Ctrl-C in {where}"
+
+
+def test_report_reads_odd_runs_with_dst_td3s_reader_and_names_the_file(tmp_path, capsys):
+    """What the report reads is read as a resume reads it: a config.json whose env is not a task id, text that is
+    not UTF-8, an eval.csv without its step or return_mean column, or a seed that is not a number, is one warning
+    that names the file, and the good run beside it stays. A copy of a run folder is one seed, counted once; a td3
+    run of an older version that saved settings td3 does not read, and one whose eval.csv has the older column
+    names, join today's td3 row."""
+    for seed in (0, 1):
+        make_run(tmp_path / f"good-{seed}", "Hopper-v4", "td3", seed, [100.0, 200.0], 1000, 1.0)
+    shutil.copytree(tmp_path / "good-0", tmp_path / "copy-of-good-0")
+    bad = {"env-5": {"env": 5}, "env-list": {"env": ["Hopper-v4"]}, "env-null": {"env": None},
+           "seed-text": {"seed": "zero"}, "seed-negative": {"seed": -3}}
+    for name, args in bad.items():
+        make_run(tmp_path / name, "Hopper-v4", "td3", 5, [100.0, 200.0], 1000, 1.0)
+        config = json.load(open(tmp_path / name / "config.json"))
+        config["args"].update(args)
+        json.dump(config, open(tmp_path / name / "config.json", "w"))
+    make_run(tmp_path / "latin-1", "Hopper-v4", "td3", 6, [100.0, 200.0], 1000, 1.0)
+    with open(tmp_path / "latin-1" / "eval.csv", "ab") as f:
+        f.write("a note: caf\u00e9\n".encode("latin-1"))
+    for column in ("step", "return_mean"):
+        make_run(tmp_path / f"no-{column}", "Hopper-v4", "td3", 7, [100.0, 200.0], 1000, 1.0)
+        rows = list(csv.reader(open(tmp_path / f"no-{column}" / "eval.csv")))
+        rows[0][rows[0].index(column)] = "something else"
+        csv.writer(open(tmp_path / f"no-{column}" / "eval.csv", "w", newline="")).writerows(rows)
+    make_run(tmp_path / "older", "Hopper-v4", "td3", 2, [100.0, 200.0], 1000, 1.0, lambda_in=7.0, grow="random")
+    rows = list(csv.reader(open(tmp_path / "older" / "eval.csv")))
+    rows[0] = [{"connections": "params_nonzero", "connections_dense": "params_dense"}.get(c, c) for c in rows[0]]
+    csv.writer(open(tmp_path / "older" / "eval.csv", "w", newline="")).writerows(rows)
+    assert report.main([str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    for name in [*bad, "latin-1", "no-step", "no-return_mean", "copy-of-good-0"]:
+        lines = [line for line in err.splitlines() if f"/{name}" in line]
+        assert len(lines) == 1 and lines[0].endswith("left out"), f"report: one warning names {name}: {err}"
+    rows = report_rows(out)
+    assert list(rows) == [("Hopper-v4", "td3")] and rows[("Hopper-v4", "td3")][2] == "3", \
+        f"report: seeds 0, 1 and the older run's 2 make one td3 row: {rows}"
+    assert rows[("Hopper-v4", "td3")][7] == "1,000", "report: the older column name params_nonzero is connections"

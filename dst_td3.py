@@ -831,7 +831,7 @@ from importlib import metadata
 RunFlag = collections.namedtuple("RunFlag", "group type default valid mode metavar meaning")
 RUN_FLAGS = {
     "env": RunFlag("experiment", str, "Hopper-v4", None, "train", "ID", "a Gymnasium task with bounded Box actions"),
-    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "run folders go here (README; Windows: run.lock)"),
+    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "a folder per run, run.lock in it (README)"),
     "log_every": RunFlag("logs", int, 2000, "[1, inf)", "train", "N", "print a progress line every this many steps"),
     "save_buffer": RunFlag("logs", bool, False, None, "train", None,
                            "checkpoints hold the replay buffer: --resume of a MuJoCo task is exact (110 MB/1M steps)"),
@@ -1122,24 +1122,22 @@ def new_run_dir(args):
             return path
 
 def hold_run_dir(path):
-    """Hold a run folder, so that two processes never write it at once (a --resume of a run still going stops in
-    one line). The operating system's lock ends with the process, however: held on the folder (Linux, macOS: no
-    file to delete), or on run.lock (Windows: an open file cannot be deleted). The holder removes temporary files
-    that a killed process left. Returns the lock's file descriptor, which the run keeps open until it ends."""
-    if os.name == "nt":
-        import msvcrt
-        lock = os.open(os.path.join(path, "run.lock"), os.O_RDWR | os.O_CREAT)
-    else:
-        import fcntl
-        lock = os.open(path, os.O_RDONLY)
+    """Hold a run folder for this process, so that two processes never write one folder at once: a second one,
+    say a --resume of a run still going, stops with one line. The lock is the operating system's, on run.lock: it
+    ends with the process however it ends. The holder then removes the temporary files that a process killed
+    during a write left there. Returns the open lock file, which the run keeps until it ends."""
+    lock = open(os.path.join(path, "run.lock"), "a")
     try:
-        if os.name == "nt":
-            msvcrt.locking(lock, msvcrt.LK_NBLCK, 1)
-        else:
+        if os.name == "nt":                              # Windows
+            import msvcrt
+            msvcrt.locking(lock.fileno(), msvcrt.LK_NBLCK, 1)
+        else:                                            # Linux, macOS
+            import fcntl
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        os.close(lock)
-        raise RunError(f"{path} is being written by another process; let it end first") from None
+        lock.close()
+        raise RunError(f"{path} is being written by another process (it holds {path}/run.lock); let it end "
+                       "first") from None
     for name in sorted(os.listdir(path)):
         if name.endswith(".tmp"):                        # only the folder's holder writes there: that one is dead
             os.remove(os.path.join(path, name))
@@ -1314,6 +1312,13 @@ def read_text(path):
     except UnicodeDecodeError as err:
         raise RunError(f"{path} is not UTF-8 text (byte {err.start}): not a file that dst_td3.py wrote") from None
 
+def read_json(text, where):
+    """JSON text of a run's file, or a line that names the file."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise RunError(f"{where} is not JSON ({err}): not a file that dst_td3.py wrote") from None
+
 def check_resume_loses_nothing(run, loop):
     """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this destroys
     nothing it did not write: each file must hold what the checkpoint writes, or its first rows (a crash between the
@@ -1334,13 +1339,6 @@ def check_resume_loses_nothing(run, loop):
             if line > len(wanted) or row != wanted[line - 1]:
                 raise RunError(f"cannot resume: {path} holds what its checkpoint did not write, in row {line} (a "
                                "row or column added since, or another run's); move it aside, and it is written anew")
-
-def read_json(text, where):
-    """JSON text of a run's file, or a line that names the file."""
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        raise RunError(f"{where} is not JSON ({err}): not a file that dst_td3.py wrote") from None
 
 def load_checkpoint(path):
     """The Checkpoint (path, arrays, config, progress) of a checkpoint file or a run folder; one line that says
@@ -1488,8 +1486,9 @@ def run_training(args, argv):
         run["lock"] = hold_run_dir(run["dir"])
         resume_from(checkpoint, agent, buf, rng, env, loop)
         check_resume_loses_nothing(run, loop)
+        run["config"]["run_dir"] = run["dir"]            # where the folder is now, if it was moved
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
-        say(f"resume: continuing {run['dir']} after step {loop['step']}")
+        say(f"resume: continuing {run['dir']} after step {loop['step']} of {hp['total_steps']}")
     try:
         save_run(run, agent, buf, rng, env, loop)        # never a run without a checkpoint
     except BaseException:

@@ -84,7 +84,6 @@ References (the keys used in comments):
   [Adam]   D. P. Kingma, J. Ba. Adam: A Method for Stochastic Optimization. ICLR 2015.
   [RigL]   U. Evci et al. Rigging the Lottery: Making All Tickets Winners. ICML 2020.
   [Graesser] L. Graesser et al. The State of Sparse Training in Deep Reinforcement Learning. ICML 2022.
-  [ReDo]   G. Sokar et al. The Dormant Neuron Phenomenon in Deep Reinforcement Learning. ICML 2023.
 
 Part I, the method, reads top to bottom and ends on the training loop; Part II runs it (command line, run
 folders, checkpoints, --watch), and its section 14 explains every logged metric and topology.csv.
@@ -807,7 +806,7 @@ def train(agent, env, eval_env, buf, hp, rng, loop):
 #                                       PART II — RUNNING IT
 # What a user needs around the method; nothing below changes what Part I computes. Errors have one boundary,
 # guarded (section 17): bad input raises RunError, one line and exit code 2; a failing disk an OSError, one line,
-# exit 1. The two programs beside this file, results/report.py and course/course.py, import it and share it.
+# exit 1. results/report.py, beside this file, imports it and shares that boundary; course/course.py imports it.
 # #############################################################################################################
 import argparse
 import contextlib

@@ -1099,6 +1099,7 @@ def write_atomically(path, write, binary=False):
     """The one way a run file is written: write(f) to a temporary file of this process's own, then rename it over
     path. A full disk or Ctrl-C at any moment leaves the old file or the new one, never half of one, and removes
     the temporary file (only a process killed outright, as by SIGKILL, can leave one behind)."""
+    path = os.path.realpath(path)                        # a symlinked file: its target is rewritten, the link kept
     tmp = f"{path}.{os.getpid()}.tmp"                   # two processes never share one temporary file
     how = {"mode": "wb"} if binary else {"mode": "w", "newline": "", "encoding": "utf-8"}
     try:

@@ -1306,6 +1306,21 @@ def test_the_lock_holder_removes_what_a_killed_process_left(tmp_path, tmp_path_f
     assert sorted(os.listdir(run_dir)) == ["checkpoint.npz", "config.json", "eval.csv", "run.lock", "topology.csv"]
 
 
+def test_a_symlinked_run_file_stays_a_link(tmp_path, tmp_path_factory, capsys):
+    """write_atomically rewrites a symlinked eval.csv's target and keeps the link, which a user made on purpose."""
+    pytest.importorskip("mujoco")
+    if os.name == "nt":
+        pytest.skip("symbolic links need privileges on Windows")
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(finished_run(tmp_path_factory), run_dir)
+    target = tmp_path / "elsewhere.csv"
+    shutil.move(os.path.join(run_dir, "eval.csv"), target)
+    os.symlink(target, os.path.join(run_dir, "eval.csv"))
+    before = read_bytes(target)
+    assert d.main(["--resume", run_dir]) == 0
+    assert os.path.islink(os.path.join(run_dir, "eval.csv")) and read_bytes(target) == before
+
+
 @pytest.mark.filterwarnings("ignore:.*Using the latest versioned environment")
 def test_the_recorded_env_id_is_the_version_that_ran(tmp_path, capsys):
     assert d.main(["--env", "Pendulum", *changed(SHORT, "--total-steps", "200"), "--runs-dir", str(tmp_path)]) == 0

@@ -1217,9 +1217,9 @@ def record_step(info, step, agent, hp, loop, run, clock):
         clock.setdefault("train_start", time.perf_counter())
         clock.setdefault("train_start_step", step - 1)
     clock["log"].update(info)
-    grew = topology_due(step - hp["learning_starts"], hp) == "grow"
     for name in ("critic", "actor"):                     # in the order of the iteration
-        if f"topology_{name}" in info:
+        if f"topology_{name}" in info:                   # a topology update: never a per-step cost
+            grew = topology_due(step - hp["learning_starts"], hp) == "grow"
             loop["topology.csv"] += update_rows(step, name, info[f"topology_{name}"], agent[name], grew)
     if "topology_actor" in info:
         run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])

@@ -57,8 +57,8 @@ def read_run(path, parser):
     config_path = os.path.join(path, "config.json")
     try:
         config = d.read_json(d.read_text(config_path), config_path)
-        args = config.get("args") if type(config) is dict else None
-        if type(args) is not dict or type(args.get("env")) is not str:
+        saved = config.get("args") if type(config) is dict else None
+        if type(saved) is not dict or type(saved.get("env")) is not str:
             return warn(f"{config_path} has no settings of dst_td3.py (args, with a task id as env); left out")
         args = vars(d.saved_args(config, config_path, parser))
         header, *rows = list(csv.reader(io.StringIO(d.read_text(os.path.join(path, "eval.csv")), newline=""))) or [[]]
@@ -101,7 +101,7 @@ def row_key(args):
 
 def td3_key(key):
     """The key of the dense TD3 row that a row is compared with: td3, with the row's settings that td3 reads."""
-    algo, settings = key
+    _, settings = key
     read = tuple((name, value) for name, value in settings if "td3" in d.HYPERPARAMETERS[name].read_by)
     return "td3", read
 

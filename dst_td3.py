@@ -254,6 +254,9 @@ def erdos_renyi_mask(n_in, n_out, p, rng, dtype=DTYPE):
     The draw: one call rng.random((n_in, n_out)); a connection is present where its number is below p."""
     return (rng.random((n_in, n_out)) < p).astype(dtype)
 
+class UnreachableSparsity(ValueError):
+    """A sparsity that a network's sparse layers cannot reach while its output layer stays dense."""
+
 def er_densities(sizes, lams, sparsity=None):
     """Connection probability of each sparse layer of one network.
     sizes: [(n_in, n_out), ...] of the whole network, the last one dense (the output layer).
@@ -267,7 +270,9 @@ def er_densities(sizes, lams, sparsity=None):
     n_dense_out = sizes[-1][0] * sizes[-1][1]
     budget = (1.0 - sparsity) * (sum(n_sparse) + n_dense_out) - n_dense_out   # weights the sparse layers may keep
     if budget <= 0 or budget > sum(n_sparse):
-        raise ValueError(f"sparsity {sparsity} cannot be reached with a dense output layer")
+        highest = math.floor(1e4 * sum(n_sparse) / (sum(n_sparse) + n_dense_out)) / 1e4   # no sparse weight left
+        raise UnreachableSparsity(f"sparsity {sparsity} cannot be reached with a dense output layer: at most "
+                                  f"{highest}")
 
     def kept(f):
         return sum(min(1.0, f * p) * n for p, n in zip(p_er, n_sparse))
@@ -620,7 +625,7 @@ NETWORKS = ("actor", "critic", "actor_targ", "critic_targ", "opt_actor", "opt_cr
 def build_agent(n_obs, n_act, act_lo, act_hi, hp, rng, dtype=DTYPE):
     """Actor, twin critics, their targets, Adam states and the scaled noise of [TD3], in one dict.
     hp: the hyperparameters (section 1), with hp["lambda_in"] the λ1 of this task. act_lo, act_hi: (A,).
-    Raises ValueError if hp["sparsity"] cannot be reached."""
+    Raises UnreachableSparsity if hp["sparsity"] cannot be reached."""
     H = hp["hidden"]
     actor_sizes = [(n_obs, H), (H, H), (H, n_act)]
     critic_sizes = [(n_obs + n_act, H), (H, H), (H, 1)]
@@ -815,6 +820,7 @@ import io
 import itertools
 import json
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -830,7 +836,7 @@ from importlib import metadata
 RunFlag = collections.namedtuple("RunFlag", "group type default valid mode metavar meaning")
 RUN_FLAGS = {
     "env": RunFlag("experiment", str, "Hopper-v4", None, "train", "ID", "a Gymnasium task with bounded Box actions"),
-    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "a folder per run, run.lock in it (README)"),
+    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "a folder per run, locked while a run writes it (README)"),
     "log_every": RunFlag("logs", int, 2000, "[1, inf)", "train", "N", "print a progress line every this many steps"),
     "save_buffer": RunFlag("logs", bool, False, None, "train", None,
                            "checkpoints hold the replay buffer: --resume of a MuJoCo task is exact (110 MB/1M steps)"),
@@ -881,6 +887,8 @@ def make_parser():
     """The command line: a flag per row of HYPERPARAMETERS and RUN_FLAGS, in the groups of GROUP_TITLES."""
     parser = Parser(description="DS-TD3 (dynamic sparse TD3) in numpy; the module docstring explains it.",
                     allow_abbrev=False)
+    # TRAP: argparse before Python 3.13 takes -1e-3 or -inf for a flag ("expected one argument"), not a value
+    parser._negative_number_matcher = re.compile(r"-\.?\d|-inf|-nan", re.IGNORECASE)
     groups = {}
     for key, title in GROUP_TITLES.items():
         groups[key] = parser.add_argument_group(title)
@@ -899,14 +907,6 @@ def given_flags(argv):
         raise RunError(f"{', '.join(map(flag_of, twice))} given more than once; give each once")
     return set(names)
 
-def run_mode(args):
-    """What the flags ask for: resume, watch or train."""
-    if args.resume is not None:
-        return "resume"
-    if args.watch is not None:
-        return "watch"
-    return "train"
-
 def flags_read_in(mode):
     """The settings that a mode reads: training reads every hyperparameter."""
     names = {name for name, row in RUN_FLAGS.items() if row.mode == mode}
@@ -914,57 +914,54 @@ def flags_read_in(mode):
         names |= set(HYPERPARAMETERS)
     return names
 
-def interval_end(end, args):
-    """One end of an interval of the table: a number, inf, or the value of the setting it names."""
-    if hasattr(args, end):
-        return getattr(args, end)
-    return float(end)
-
-def range_error(name, args, interval):
-    """None if the flag's value lies in its interval, written as in maths, "(0, 1]" or "(learning_starts, inf)" (an
-    end may name another setting); else the one line that says so. An int must also be at most 2**53, and a float
+def check_range(name, args, interval):
+    """Stop with one line unless the flag's value lies in its interval, written as in maths, "(0, 1]" or
+    "(learning_starts, inf)" (an end may name another setting). An int must also be at most 2**53, and a float
     also lie in the interval as the float32 (DTYPE) that training uses, which must be finite: --lr 1e-50 is 0 in
     float32, which is not in (0, inf)."""
     value = getattr(args, name)
     flag = flag_of(name)
-    ends = [end.strip() for end in interval[1:-1].split(",")]
-    lo = interval_end(ends[0], args)
-    hi = interval_end(ends[1], args)
+    ends = []                                            # the values of its two ends
+    shown = interval                                     # the interval as the message shows it
+    for end in [end.strip() for end in interval[1:-1].split(",")]:
+        if hasattr(args, end):                           # the end names another setting: its value
+            ends.append(getattr(args, end))
+            shown = shown.replace(end, f"{flag_of(end)} = {getattr(args, end)}")
+        else:
+            ends.append(float(end))                      # a number, or inf
+    lo = ends[0]
+    hi = ends[1]
 
     def inside(x):
         above = x > lo or (interval[0] == "[" and x == lo)
         below = x < hi or (interval[-1] == "]" and x == hi)
         return above and below
 
-    shown = interval
-    for end in ends:
-        if hasattr(args, end):
-            shown = shown.replace(end, f"{flag_of(end)} = {getattr(args, end)}")
     if not inside(value):
-        return f"{flag} must be in {shown}; not {value}"
+        raise RunError(f"{flag} must be in {shown}; not {value}")
     if type(value) is int and value > 2 ** 53:          # float64's exact integers: the schedule multiplies T
-        return f"{flag} must be at most 2**53; not {value}"
+        raise RunError(f"{flag} must be at most 2**53; not {value}")
     if type(value) is float:
         with np.errstate(over="ignore"):
             used = float(DTYPE(value))                   # 1e300 becomes inf, 1e-50 becomes 0
         if not math.isfinite(used) or not inside(used):
-            return f"{flag} is {value}, which training's float32 rounds to {used:g}: give a value in {shown}"
-    return None
+            raise RunError(f"{flag} is {value}, which training's float32 rounds to {used:g}: give a value in {shown}")
 
 def check_args(args, given):
     """Reject bad input before anything is built or written, in this order: flags the mode would ignore, values
-    outside their range, and settings that would never train or never adapt. Returns the mode (run_mode). A
-    resume and --watch read no other flag, so their checks pass on the defaults."""
-    mode = run_mode(args)
+    outside their range, and settings that would never train or never adapt. Returns the mode the flags ask for:
+    train, resume or watch. A resume and --watch read no other flag, so their checks pass on the defaults."""
+    mode = "train"
+    for name in ("watch", "resume"):                     # --watch beside --resume is refused next
+        if getattr(args, name) is not None:
+            mode = name
     ignored = sorted(given - flags_read_in(mode))       # training reads every flag but --resume and --watch
     if ignored:
         raise RunError(f"{', '.join(map(flag_of, ignored))} cannot be used with --{mode}, which goes on with the "
                        "settings that the run started with")
     for name, row in {**HYPERPARAMETERS, **RUN_FLAGS}.items():
         if type(row.valid) is str and getattr(args, name) is not None:
-            message = range_error(name, args, row.valid)
-            if message:
-                raise RunError(message)
+            check_range(name, args, row.valid)
     unread = [flag_of(name) for name in sorted(given & set(HYPERPARAMETERS))
               if args.algo not in HYPERPARAMETERS[name].read_by]
     if unread:
@@ -978,20 +975,6 @@ def check_args(args, given):
                            f"comes after adaptation stops (step {args.stop_adapt * args.total_steps:,.0f}) or the "
                            "run ends; use --algo static-td3")
     return mode
-
-def check_sparsity(hp, n_obs, n_act):
-    """The one condition under which Part I raises for bad input (er_densities): a --sparsity that the sparse
-    layers cannot reach while the output layer stays dense. Checked here, before Part I runs, with the highest
-    sparsity each network can reach: all its sparse weights absent, n_sparse / (n_sparse + n_output)."""
-    if hp["sparsity"] is None:
-        return
-    H = hp["hidden"]
-    for name, n_in, n_out in (("actor", n_obs, n_act), ("critic", n_obs + n_act, 1)):
-        n_sparse = n_in * H + H * H
-        highest = n_sparse / (n_sparse + H * n_out)
-        if hp["sparsity"] >= highest:
-            raise RunError(f"--sparsity {hp['sparsity']} cannot be reached with a dense output layer: the {name} "
-                           f"of this task reaches at most {math.floor(highest * 1e4) / 1e4}")
 
 def hyperparameters(args):
     """The `hp` dict of Part I: the parsed flags as a plain dict, with λ1 resolved for the task."""
@@ -1011,6 +994,11 @@ def make_env(env_id, render_mode=None):
     try:
         env = gym.make(env_id, render_mode=render_mode)
     except (gym.error.Error, ImportError, ValueError) as err:   # unknown id, MuJoCo or Box2D missing, ...
+        cause = err
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:                            # Ctrl-C during an import, which became an ImportError
+            raise KeyboardInterrupt from None
         reason = " ".join(str(err).split()).rstrip(".")
         raise RunError(f"cannot make {env_id}: {reason}; the paper's tasks here are HalfCheetah-v4, Hopper-v4, "
                        "Walker2d-v4, Ant-v5 and Humanoid-v4 (README)") from None
@@ -1122,22 +1110,26 @@ def new_run_dir(args):
             return path
 
 def hold_run_dir(path):
-    """Hold a run folder for this process, so that two processes never write one folder at once: a second one,
-    say a --resume of a run still going, stops with one line. The lock is the operating system's, on run.lock: it
-    ends with the process however it ends. The holder then removes the temporary files that a process killed
-    during a write left there. Returns the open lock file, which the run keeps until it ends."""
-    lock = open(os.path.join(path, "run.lock"), "a")
+    """Hold a run folder, so that two processes never write it at once: a second one (a --resume of a run still
+    going) stops with one line. The operating system's lock, on the folder itself (Windows: on run.lock, which
+    cannot be deleted while open): no user deletes it from under the run, and it ends with the process. The holder
+    removes the temporary files that a process killed during a write left. Returns the lock's file descriptor."""
+    if not os.path.isdir(path):
+        raise RunError(f"{path} is not a run folder")
+    if os.name == "nt":                                  # Windows
+        lock = os.open(os.path.join(path, "run.lock"), os.O_RDWR | os.O_CREAT)
+    else:                                                # Linux, macOS
+        lock = os.open(path, os.O_RDONLY)
     try:
-        if os.name == "nt":                              # Windows
+        if os.name == "nt":
             import msvcrt
-            msvcrt.locking(lock.fileno(), msvcrt.LK_NBLCK, 1)
-        else:                                            # Linux, macOS
+            msvcrt.locking(lock, msvcrt.LK_NBLCK, 1)
+        else:
             import fcntl
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        lock.close()
-        raise RunError(f"{path} is being written by another process (it holds {path}/run.lock); let it end "
-                       "first") from None
+        os.close(lock)
+        raise RunError(f"{path} is being written by another process; let it end first") from None
     for name in sorted(os.listdir(path)):
         if name.endswith(".tmp"):                        # only the folder's holder writes there: that one is dead
             os.remove(os.path.join(path, name))
@@ -1146,31 +1138,30 @@ def hold_run_dir(path):
 
 def describe_run(agent, hp, args, argv):
     """The counts of this run and of dense TD3 with the same settings, and config.json, which the run header
-    prints, with each sparse layer's density (1.0 where Eq. 1 reaches 1). Stops where Eq. 1 leaves a layer
-    without connections."""
-    actor = agent["actor"]
-    critic = agent["critic"]
+    prints, with each sparse layer's density (1.0 where Eq. 1 reaches 1). Stops where a layer would be left
+    without connections: at the start, or after ds-td3's last, drop-only topology update (η of each sign)."""
+    actor_critic = (agent["actor"], agent["critic"])
+    dense = (without_masks(agent["actor"]), without_masks(agent["critic"]))
     densities = {}
     for name in ("actor", "critic"):
-        for l in (1, 2):
-            if f"M{l}" not in agent[name]:
-                continue
-            M = agent[name][f"M{l}"]
-            if n_present(M) == 0:                        # each critic twin has its own masks: all of them
-                flag = "--lambda-in (λ1)" if l == 1 else "--lambda-hidden (λ2)"
-                raise RunError(f"{name}.W{l} would have no connection: a larger {flag} or a lower --sparsity gives "
-                               "it some")
-            densities[f"{name}.W{l}"] = float(f"{n_present(M) / M.size:.4g}")   # 4 significant digits
+        for layer, M in sparse_layers(agent[name]).items():   # each critic twin has masks of its own
+            n = n_present(M)
+            densities[f"{name}.{layer}"] = float(f"{n / M.size:.4g}")   # 4 significant digits
+            lost = 0
+            if hp["algo"] == "ds-td3":
+                lost = math.ceil(hp["drop_fraction"] * n) + 1
+            if n - lost < 1:
+                raise RunError(f"{name}.{layer} would be left without connections (it has {n}, {lost} may be "
+                               "dropped): a larger --hidden, --lambda-in or --lambda-hidden, or a lower --sparsity")
     config = {"command": "python dst_td3.py " + " ".join(map(shlex.quote, argv)),
               "args": {key: value for key, value in vars(args).items() if key in flags_read_in("train")},
               "versions": versions(),
               "densities": densities,
-              "connections": {"sparse": n_connections(actor) + n_connections(critic),   # the actor and both critics
-                              "dense": n_connections(without_masks(actor)) + n_connections(without_masks(critic))}}
+              "connections": {"sparse": sum(map(n_connections, actor_critic)),   # the actor and both critics
+                              "dense": sum(map(n_connections, dense))}}
     return {"config": config,
-            "flops_iter": iteration_flops(actor, critic, hp["batch_size"], hp["policy_delay"]),
-            "flops_iter_dense": iteration_flops(without_masks(actor), without_masks(critic), hp["batch_size"],
-                                                hp["policy_delay"])}
+            "flops_iter": iteration_flops(*actor_critic, hp["batch_size"], hp["policy_delay"]),
+            "flops_iter_dense": iteration_flops(*dense, hp["batch_size"], hp["policy_delay"])}
 
 def evaluation_row(returns, agent, hp, loop, run):
     """The row of eval.csv of one evaluation, as text."""
@@ -1271,10 +1262,7 @@ def save_run(run, agent, buf, rng, env, loop):
     --save-buffer), and as JSON the state of the loop (the rows of eval.csv and topology.csv too), of the RNG and
     of the env. Then config.json and the CSV files from what the checkpoint holds. Adam's scratch vectors g_* and
     tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
-    arrays = network_arrays(agent)
-    if run["config"]["args"]["save_buffer"]:
-        for key in BUFFER_KEYS:
-            arrays[f"buffer/{key}"] = buf[key][:buf["size"]]
+    arrays = checkpoint_arrays(agent, buf, run["config"]["args"]["save_buffer"])
     progress = {"loop": {**loop, "obs": loop["obs"].tolist()},
                 "rng": rng.bit_generator.state,
                 "env": env_state(env),
@@ -1286,14 +1274,17 @@ def save_run(run, agent, buf, rng, env, loop):
     for name, write in text_files(run, loop).items():
         write_atomically(os.path.join(run["dir"], name), write)
 
-def network_arrays(agent):
-    """{name/key: array} of what a checkpoint holds of the agent, each array the agent's own (a write to it is a
-    write to the network)."""
+def checkpoint_arrays(agent, buf, with_buffer):
+    """{name/key: array} of the arrays a checkpoint holds: the agent's, and with_buffer the replay buffer's filled
+    part, each the run's own (a write to it is a write to the run)."""
     arrays = {}
     for name in NETWORKS:
         for key, value in agent[name].items():
             if isinstance(value, np.ndarray) and not key.startswith("g_") and not key.endswith("flat"):
                 arrays[f"{name}/{key}"] = value
+    if with_buffer:
+        for key in BUFFER_KEYS:
+            arrays[f"buffer/{key}"] = buf[key][:buf["size"]]
     return arrays
 
 def text_files(run, loop):
@@ -1340,17 +1331,16 @@ def check_resume_loses_nothing(run, loop):
                 raise RunError(f"cannot resume: {path} holds what its checkpoint did not write, in row {line} (a "
                                "row or column added since, or another run's); move it aside, and it is written anew")
 
-def load_checkpoint(path):
-    """The Checkpoint (path, arrays, config, progress) of a checkpoint file or a run folder; one line that says
-    why if it cannot be read: it is missing, truncated, not a checkpoint, or one of another version of this
-    program."""
-    if os.path.isdir(path):
-        path = os.path.join(path, CHECKPOINT)
+def load_checkpoint(run_dir):
+    """The Checkpoint (path, arrays, config, progress) of a run folder; one line that says why if it cannot be
+    read: it is missing, truncated, not a checkpoint, or one of another version of this program. An operating
+    system's read error stays an OSError (exit 1)."""
+    path = os.path.join(run_dir, CHECKPOINT)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except OSError as err:
-        raise RunError(f"cannot read the checkpoint {path}: {err.strerror}") from None
+    except FileNotFoundError:
+        raise RunError(f"{run_dir} has no {CHECKPOINT}: not a run folder, or its first save never ended") from None
     except (ValueError, EOFError, TypeError, zipfile.BadZipFile) as err:   # TypeError: a .npy holds one array
         raise RunError(f"cannot read the checkpoint {path}: it is not a whole .npz file ({err})") from None
     another = "so another version of dst_td3.py wrote it, or another program"
@@ -1380,27 +1370,31 @@ def saved_args(config, where, parser):
     return args
 
 def resume_from(checkpoint, agent, buf, rng, env, loop):
-    """Load a checkpoint into the run that its config.json built: networks, RNG, loop, buffer and env."""
-    for key, value in network_arrays(agent).items():
-        saved = checkpoint.arrays.get(key, np.zeros(0))
-        if saved.shape != value.shape:                   # its config built the agent: a shape differs elsewhere
-            raise RunError(f"cannot resume: {checkpoint.path} has no {key} of shape {value.shape}, so another "
-                           "task's or another version's checkpoint")
-        value[...] = saved
-    for key in BUFFER_KEYS:
-        saved = checkpoint.arrays.get(f"buffer/{key}", buf[key][:0])
-        buf[key][:len(saved)] = saved
+    """Load a checkpoint into the run that its config.json built: networks, buffer, RNG, loop and env. Each array
+    must have the shape of the run's own; a progress without a field this version writes is another's."""
     progress = checkpoint.progress
-    agent["opt_actor"]["t"] = progress["adam_t"][0]
-    agent["opt_critic"]["t"] = progress["adam_t"][1]
-    loop.update(progress["loop"])
-    loop["obs"] = np.array(progress["loop"]["obs"])
-    rng.bit_generator.state = progress["rng"]
-    if "buffer/obs" in checkpoint.arrays:
-        buf.update(progress["buffer"])
-    else:
+    with_buffer = "buffer/obs" in checkpoint.arrays       # saved with --save-buffer
+    try:
+        if with_buffer:
+            buf.update(ptr=progress["buffer"]["ptr"], size=progress["buffer"]["size"])   # first: size shapes it
+        for key, value in checkpoint_arrays(agent, buf, with_buffer).items():
+            saved = checkpoint.arrays.get(key, np.zeros(0))
+            if saved.shape != value.shape:               # its config built the agent: a shape differs elsewhere
+                raise RunError(f"cannot resume: {checkpoint.path} has no {key} of shape {value.shape}, so another "
+                               "task's or another version's checkpoint")
+            value[...] = saved
+        agent["opt_actor"]["t"] = progress["adam_t"][0]
+        agent["opt_critic"]["t"] = progress["adam_t"][1]
+        loop.update(progress["loop"])
+        loop["obs"] = np.array(progress["loop"]["obs"])
+        rng.bit_generator.state = progress["rng"]
+        restored = env_state(env, progress["env"])
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise RunError(f"cannot resume: the progress in {checkpoint.path} is not one this version writes "
+                       f"({type(err).__name__}: {err})") from None
+    if not with_buffer:
         say("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs")
-    if not env_state(env, progress["env"]):
+    if not restored:
         loop["obs"] = env.reset()[0]
         say("resume: this task's state cannot be restored, so a new episode starts")
 
@@ -1454,52 +1448,63 @@ def watch(run_dir):
 # =============================================================================
 def run_training(args, argv):
     """Build a run, fresh or resumed from RUN_DIR's checkpoint (its settings then are those of its config.json,
-    not today's defaults), save it at once (never a run without a checkpoint), and train it."""
+    not today's defaults), save it at once (never a run without a checkpoint), and train it. The run holds its
+    folder (hold_run_dir) until it ends; a resume holds it first, before it reads a file there."""
     checkpoint = None
-    if args.resume is not None:
-        checkpoint = load_checkpoint(args.resume)
-        args = saved_args(checkpoint.config, checkpoint.path, make_parser())
-    env = make_env(args.env)
-    eval_env = make_env(args.env)
-    args.env = env.spec.id                               # the version that runs: Pendulum is Pendulum-v1
-    n_obs = env.observation_space.shape[0]
-    n_act = env.action_space.shape[0]
-    hp = hyperparameters(args)
-    check_sparsity(hp, n_obs, n_act)
-    rng = np.random.default_rng(args.seed)               # the only source of randomness; passed explicitly
-    act_lo = env.action_space.low.astype(np.float64)
-    act_hi = env.action_space.high.astype(np.float64)
-    agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)   # any error here is a bug: a traceback shows it
-    buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
-    run = describe_run(agent, hp, args, argv)
-    obs, _ = env.reset(seed=args.seed)                   # seed once; later resets continue the env's own stream
-    # the loop's state, saved with the checkpoints: training FLOPs so far (and dense TD3's), the CSV files' rows
-    loop = {"step": 0, "last_eval": float("nan"), "obs": obs, "flops": 0.0, "flops_dense": 0.0,
-            "eval.csv": [EVAL_FIELDS], "topology.csv": [TOPOLOGY_FIELDS]}
-    if checkpoint is None:
-        run["dir"] = new_run_dir(args)
-        run["config"]["run_dir"] = run["dir"]
-        run["lock"] = hold_run_dir(run["dir"])
-    else:
-        run["config"] = checkpoint.config
-        run["dir"] = os.path.dirname(checkpoint.path) or "."
-        run["lock"] = hold_run_dir(run["dir"])
-        resume_from(checkpoint, agent, buf, rng, env, loop)
-        check_resume_loses_nothing(run, loop)
-        run["config"]["run_dir"] = run["dir"]            # where the folder is now, if it was moved
-        run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
-        say(f"resume: continuing {run['dir']} after step {loop['step']} of {hp['total_steps']}")
+    lock = None
+    created = None                                       # a new run's folder
     try:
+        if args.resume is not None:
+            lock = hold_run_dir(args.resume)
+            checkpoint = load_checkpoint(args.resume)
+            args = saved_args(checkpoint.config, checkpoint.path, make_parser())
+        env = make_env(args.env)
+        eval_env = make_env(args.env)
+        args.env = env.spec.id                           # the version that runs: Pendulum is Pendulum-v1
+        n_obs = env.observation_space.shape[0]
+        n_act = env.action_space.shape[0]
+        hp = hyperparameters(args)
+        rng = np.random.default_rng(args.seed)           # the only source of randomness; passed explicitly
+        act_lo = env.action_space.low.astype(np.float64)
+        act_hi = env.action_space.high.astype(np.float64)
+        try:                                             # every array whose size a flag sets, before step 1
+            agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
+            buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
+            np.zeros(args.eval_episodes)                 # as each evaluation does (evaluate)
+        except UnreachableSparsity as err:
+            raise RunError(f"--{err}") from None
+        except MemoryError as err:
+            raise RunError(f"out of memory: {err}; lower --hidden, --buffer-size or --eval-episodes", 1) from None
+        run = describe_run(agent, hp, args, argv)
+        obs, _ = env.reset(seed=args.seed)               # seed once; later resets continue the env's own stream
+        # the loop's state, saved with the checkpoints: training FLOPs so far (and dense TD3's), the CSV files' rows
+        loop = {"step": 0, "last_eval": float("nan"), "obs": obs, "flops": 0.0, "flops_dense": 0.0,
+                "eval.csv": [EVAL_FIELDS], "topology.csv": [TOPOLOGY_FIELDS]}
+        if checkpoint is None:
+            created = new_run_dir(args)
+            run["dir"] = created
+            lock = hold_run_dir(created)
+        else:
+            run["config"] = checkpoint.config
+            run["dir"] = os.path.dirname(checkpoint.path)
+            resume_from(checkpoint, agent, buf, rng, env, loop)
+            check_resume_loses_nothing(run, loop)
+            run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
+            say(f"resume: {run['dir']}, after step {loop['step']} of {hp['total_steps']}")
+            if loop["step"] == hp["total_steps"]:
+                say("resume: the run is finished, nothing to train; its files are written again, as they were")
+        run["config"]["run_dir"] = run["dir"]            # where the folder is now, if it was moved
         save_run(run, agent, buf, rng, env, loop)        # never a run without a checkpoint
-    except BaseException:
-        if checkpoint is None:                           # a new folder that holds nothing to resume: ours to remove
-            shutil.rmtree(run["dir"], ignore_errors=True)
-        raise
-    for key, value in run["config"].items():             # the header: key: value, or key: k=v k=v for a dict
-        if type(value) is dict:
-            value = " ".join(f"{k}={v}" for k, v in value.items())
-        say(f"{key}: {value}")
-    return train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, args.log_every)
+        for key, value in run["config"].items():         # the header: key: value, or key: k=v k=v for a dict
+            if type(value) is dict:
+                value = " ".join(f"{k}={v}" for k, v in value.items())
+            say(f"{key}: {value}")
+        return train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, args.log_every)
+    finally:                                             # however the run ends (an error, Ctrl-C):
+        if lock is not None:
+            os.close(lock)                               # its lock ends with it, in-process too
+        if created and not os.path.exists(os.path.join(created, CHECKPOINT)):
+            shutil.rmtree(created, ignore_errors=True)   # a new folder that holds nothing to resume
 
 # Ctrl-C, SIGTERM, and SIGHUP (a closed terminal; not on Windows), each answered as Ctrl-C
 STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
@@ -1515,9 +1520,8 @@ def train_and_log(hp, agent, env, eval_env, buf, rng, loop, run, log_every):
             raise KeyboardInterrupt
         stop["signal"] = signum
         note = f"{signal.Signals(signum).name}: stopping after this step; press Ctrl-C again to stop at once\n"
-        if sys.stderr is not None:
-            with contextlib.suppress(OSError):           # unbuffered: a print here could land inside another
-                os.write(sys.stderr.fileno(), note.encode())
+        with contextlib.suppress(OSError, AttributeError):   # stderr None or closed; unbuffered: a print here
+            os.write(sys.stderr.fileno(), note.encode())       # could land inside another
 
     handlers = {}
     for sig in STOP_SIGNALS:
@@ -1568,9 +1572,6 @@ def guarded(program, command, *args):
         return 1
     except OSError as err:                               # a full or read-only disk: the file (or stdout), and why
         say(f"{program}: error: {err.filename or 'stdout'}: {err.strerror or err}", sys.stderr)
-        return 1
-    except MemoryError as err:
-        say(f"{program}: error: out of memory: {err}", sys.stderr)
         return 1
     except ImportError as err:                           # a missing package
         say(f"{program}: error: pip install -r requirements.txt: {err}", sys.stderr)

@@ -4,6 +4,7 @@ Finite differences are the oracle for every backward (float64). The rest checks 
 networks, the TD3 math on hand-made inputs, the CLI, determinism, and one real learning run.
 """
 import concurrent.futures
+import contextlib
 import csv
 import errno
 import glob
@@ -912,9 +913,14 @@ def assert_one_line_error(res, message, code=2):
     (["--env", "Hoper-v4"], "Did you mean: `Hopper`?"),               # Gymnasium's own suggestion
     (["--env", "CartPole-v1"], "Discrete action space"),
     (["--env", "Hopper-v3"], "the paper's tasks here are HalfCheetah-v4, Hopper-v4, Walker2d-v4, Ant-v5 and"),
-    (["--sparsity", "0.995"], "cannot be reached with a dense output layer: the actor of this task reaches at "
-                              "most 0.9888"),                         # 68,352 sparse weights, 768 dense ones
-    (["--lambda-in", "1e-9"], "actor.W1 would have no connection"),    # Eq. 1 gives p ~ 1e-10
+    (["--sparsity", "0.995"], "--sparsity 0.995 cannot be reached with a dense output layer: at most 0.9888"),
+                                                                      # the actor: 68,352 sparse weights, 768 dense
+    (["--lambda-in", "1e-9"], "actor.W1 would be left without connections (it has 0,"),   # Eq. 1: p ~ 1e-10
+    (["--hidden", "1"], "actor.W2 would be left without connections (it has 1, 2 may be dropped)"),   # at the end
+    (["--lr", "-1e-3"], "--lr must be in (0, inf); not -0.001"),       # argparse alone: "expected one argument"
+    (["--lr", "-inf"], "--lr must be in (0, inf); not -inf"),
+    (["--eval-every", "-5e3"], "invalid int value: '-5e3'"),
+    (["--resume", "no-such-run"], "no-such-run is not a run folder"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, message):
     res = subprocess.run([sys.executable, os.path.join(HERE, "dst_td3.py"), *argv], capture_output=True, text=True,
@@ -963,6 +969,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
     res = run_cli("--resume", run_dir)                   # nothing left to step
     after = {name: open(os.path.join(run_dir, name), "rb").read() for name in before}
     assert res.returncode == 0 and "done steps=" in res.stdout, f"main: a finished run resumes to its end: {res.stderr}"
+    assert "resume: the run is finished, nothing to train" in res.stdout, f"run_training says so: {res.stdout}"
     assert after == before, "main: resuming a finished run rewrites its files as they were"
 
 
@@ -1046,7 +1053,7 @@ def test_interrupt_and_resume_is_exactly_the_uninterrupted_run(tmp_path, sig):
         assert 400 <= stopped_at < 900
     assert checkpoint_state(run_b)[1]["loop"]["step"] == stopped_at
     res = run_cli("--resume", run_b)
-    assert res.returncode == 0 and f"resume: continuing {run_b} after step {stopped_at}" in res.stdout, res.stderr
+    assert res.returncode == 0 and f"resume: {run_b}, after step {stopped_at} of " in res.stdout, res.stderr
     (a, _), (b, state) = checkpoint_state(run_a), checkpoint_state(run_b)
     assert state["loop"]["step"] == 900 and [k for k in a if k != "config" and not np.array_equal(a[k], b[k])] == []
     for name in ("eval.csv", "topology.csv"):
@@ -1154,7 +1161,7 @@ def test_describe_run_counts_connections_not_a_rounded_density():
     run = d.describe_run(agent, hp, args, [])
     assert run["config"]["densities"]["actor.W2"] == 6.104e-05, f"describe_run: {run['config']['densities']}"
     M[...] = 0
-    with pytest.raises(d.RunError, match="actor.W2 would have no connection"):
+    with pytest.raises(d.RunError, match="actor.W2 would be left without connections"):
         d.describe_run(agent, hp, args, [])
 
 
@@ -1172,7 +1179,7 @@ def test_resume_destroys_nothing_it_did_not_write(tmp_path):
     for edited in ([row + ["another version's column"] for row in rows], rows + [[], ["1000", "a note"]]):
         csv.writer(open(path, "w", newline="")).writerows(edited)
         before = {name: open(os.path.join(run_b, name), "rb").read() for name in os.listdir(run_b)}
-        res = run_cli("--resume", os.path.join(run_b, "checkpoint.npz"))      # a checkpoint, or its folder
+        res = run_cli("--resume", run_b)
         assert_one_line_error(res, f"cannot resume: {path} holds what its checkpoint did not write")
         assert {name: open(os.path.join(run_b, name), "rb").read() for name in os.listdir(run_b)} == before
     shutil.copy(os.path.join(run_a, "checkpoint.npz"), os.path.join(run_b, "checkpoint.npz"))   # another run's
@@ -1210,6 +1217,26 @@ def spoil_text(run_dir, name, change):
         f.write(change(data))
 
 
+def progress_of(run_dir):
+    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
+        return json.loads(str(data["progress"]))
+
+
+def without_lock_file(run_dir, name, change):
+    """A folder without run.lock (an older version locked with one, and left it), its file name changed."""
+    if os.path.exists(os.path.join(run_dir, "run.lock")):
+        os.remove(os.path.join(run_dir, "run.lock"))
+    spoil_text(run_dir, name, change)
+
+
+def only_a_temporary_file(run_dir):
+    """What a SIGKILL during the step-0 save leaves: a folder with half a checkpoint under its temporary name."""
+    for name in os.listdir(run_dir):
+        os.remove(os.path.join(run_dir, name))
+    with open(os.path.join(run_dir, "checkpoint.npz.99999.tmp"), "wb") as f:
+        f.write(b"half a checkpoint")
+
+
 def with_config_args(run_dir, **changes):
     with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
         config = json.loads(str(data["config"]))
@@ -1238,6 +1265,16 @@ RESUME_ROWS = {   # what was done to a finished run's folder: the line its resum
                               "cannot resume: {ckpt} has no actor/W1 of shape (17, 256)"),
     "an array of another shape": (lambda r: spoil_checkpoint(r, arrays={"critic/b2": np.zeros((3, 3), np.float32)}),
                                   "cannot resume: {ckpt} has no critic/b2 of shape (2, 1, 256)"),
+    "a buffer of another task": (lambda r: spoil_checkpoint(r, arrays={"buffer/obs": np.zeros((300, 5), np.float32)}),
+                                 "cannot resume: {ckpt} has no buffer/obs of shape (300, 11)"),
+    "a progress without adam_t": (lambda r: spoil_checkpoint(r, progress=json.dumps(
+                                      {k: v for k, v in progress_of(r).items() if k != "adam_t"})),
+                                  "cannot resume: the progress in {ckpt} is not one this version writes (KeyError"),
+    "a progress whose loop is a list": (lambda r: spoil_checkpoint(r, progress=json.dumps({**progress_of(r),
+                                                                                             "loop": []})),
+                                        "cannot resume: the progress in {ckpt} is not one this version writes"),
+    "only a killed process's .tmp": (lambda r: only_a_temporary_file(r),
+                                     "{dir} has no checkpoint.npz: not a run folder, or its first save never ended"),
     "no actor/b1": (lambda r: spoil_checkpoint(r, drop=("actor/b1",)), "cannot resume: {ckpt} has no actor/b1"),
     "one flipped byte": (flipped_byte, "cannot read the checkpoint {ckpt}: it is not a whole .npz file (Bad CRC-32"),
     "eval.csv of random bytes": (lambda r: spoil_text(r, "eval.csv", lambda b: bytes(range(256))),
@@ -1246,6 +1283,8 @@ RESUME_ROWS = {   # what was done to a finished run's folder: the line its resum
                                    "{dir}/eval.csv is not UTF-8 text"),
     "a row added to topology.csv": (lambda r: spoil_text(r, "topology.csv", lambda b: b + b"1,a,b,c,d,e\r\n"),
                                     "cannot resume: {dir}/topology.csv holds what its checkpoint did not write"),
+    "no lock file, and a row added": (lambda r: without_lock_file(r, "eval.csv", lambda b: b + b"1\r\n"),
+                                      "cannot resume: {dir}/eval.csv holds what its checkpoint did not write"),
     "config.json that is not JSON": (lambda r: spoil_text(r, "config.json", lambda b: b[:-5]),
                                      "{dir}/config.json is not JSON"),
     "eval.csv with LF line endings": (lambda r: spoil_text(r, "eval.csv", lambda b: b.replace(b"\r\n", b"\n")), None),
@@ -1279,16 +1318,21 @@ def test_a_resume_reads_what_is_on_disk_and_trusts_nothing(tmp_path, tmp_path_fa
     spoil(run_dir)
     before = {name: read_bytes(os.path.join(run_dir, name)) for name in os.listdir(run_dir)}
     code = d.main(["--resume", run_dir])
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     if message is None:
         assert code == 0 and err == "", f"resume: {case}: {err}"
         return
     message = message.format(ckpt=os.path.join(run_dir, "checkpoint.npz"), dir=run_dir)
     assert code == 2 and err.count("\n") == 1 and err.startswith(f"dst_td3.py: error: {message}"), \
         f"resume: {case}: expected one line with {message!r}: {err}"
-    after = {name: read_bytes(os.path.join(run_dir, name)) for name in os.listdir(run_dir) if name != "run.lock"}
-    before.pop("run.lock", None)
-    assert after == before, "a refused resume changes nothing"
+    after = {name: read_bytes(os.path.join(run_dir, name)) for name in os.listdir(run_dir)}
+    if os.name == "nt":
+        after.pop("run.lock", None)                      # Windows locks with a file, which stays
+    for name in [name for name in before if name.endswith(".tmp")]:   # a dead process's, removed and named
+        assert f"removed {os.path.join(run_dir, name)}, which a process that ended" in captured.out, captured.out
+        before.pop(name)
+    assert after == before, "a refused resume changes nothing, and leaves no lock file"
 
 
 def test_the_lock_holder_removes_what_a_killed_process_left(tmp_path, tmp_path_factory, capsys):
@@ -1303,7 +1347,8 @@ def test_the_lock_holder_removes_what_a_killed_process_left(tmp_path, tmp_path_f
     assert d.main(["--resume", run_dir]) == 0
     out = capsys.readouterr().out
     assert f"removed {left}, which a process that ended during a write left behind" in out, out
-    assert sorted(os.listdir(run_dir)) == ["checkpoint.npz", "config.json", "eval.csv", "run.lock", "topology.csv"]
+    assert sorted(os.listdir(run_dir)) == ["checkpoint.npz", "config.json", "eval.csv", "topology.csv"] + \
+        ["run.lock"] * (os.name == "nt"), "the lock is on the folder itself (Windows: run.lock)"
 
 
 def test_a_symlinked_run_file_stays_a_link(tmp_path, tmp_path_factory, capsys):
@@ -1343,11 +1388,14 @@ def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
         if line.startswith("eval step=300"):
             break
     run_dir = only_run_dir(tmp_path)
+    if os.name != "nt":                                  # a user deletes the lock file, if there is one
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(run_dir, "run.lock"))
     assert_one_line_error(run_cli("--resume", run_dir), f"{run_dir} is being written by another process")
     proc.kill()
     proc.communicate(timeout=60)
     res = run_cli("--resume", run_dir)
-    assert res.returncode == 0 and "resume: continuing" in res.stdout, res.stderr
+    assert res.returncode == 0 and f"resume: {run_dir}, after step " in res.stdout, res.stderr
 
 
 def test_a_resumed_pendulum_run_says_that_it_starts_a_new_episode(tmp_path):
@@ -1411,17 +1459,22 @@ def test_checkpoints_that_cannot_be_read(tmp_path):
     pytest.importorskip("mujoco")
     assert run_cli(*changed(SHORT, "--total-steps", "300"), "--runs-dir", str(tmp_path / "run")).returncode == 0
     blob = open(os.path.join(only_run_dir(tmp_path / "run"), "checkpoint.npz"), "rb").read()
-    (tmp_path / "truncated.npz").write_bytes(blob[: len(blob) // 2])
-    (tmp_path / "corrupt.npz").write_bytes(b"not a checkpoint" * 100)
-    np.savez(tmp_path / "older.npz", config=np.array("{}"))          # another version: no progress
-    np.savez(tmp_path / "no-args.npz", config=np.array("{}"), progress=np.array("{}"))
-    np.save(tmp_path / "array.npy", np.zeros(3))
-    for name, message in (("missing.npz", "No such file or directory"), ("truncated.npz", "not a whole .npz file"),
-                          ("corrupt.npz", "not a whole .npz file"), ("array.npy", "not a whole .npz file"),
-                          ("older.npz", "it has no 'progress', so another version of dst_td3.py wrote it"),
-                          ("no-args.npz", "its config has no 'args'")):
+    for name in ("missing", "truncated", "corrupt", "older", "no-args", "array"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "truncated" / "checkpoint.npz").write_bytes(blob[: len(blob) // 2])
+    (tmp_path / "corrupt" / "checkpoint.npz").write_bytes(b"not a checkpoint" * 100)
+    np.savez(tmp_path / "older" / "checkpoint.npz", config=np.array("{}"))          # another version: no progress
+    np.savez(tmp_path / "no-args" / "checkpoint.npz", config=np.array("{}"), progress=np.array("{}"))
+    with open(tmp_path / "array" / "checkpoint.npz", "wb") as f:
+        np.save(f, np.zeros(3))
+    for name, message in (("missing", "missing has no checkpoint.npz: not a run folder, or its first save never "
+                                      "ended"),
+                          ("truncated", "not a whole .npz file"), ("corrupt", "not a whole .npz file"),
+                          ("array", "not a whole .npz file"),
+                          ("older", "it has no 'progress', so another version of dst_td3.py wrote it"),
+                          ("no-args", "its config has no 'args'")):
         res = run_cli("--resume", str(tmp_path / name))
-        assert_one_line_error(res, f"cannot read the checkpoint {tmp_path / name}: ")
+        assert_one_line_error(res, str(tmp_path / name))
         assert message in res.stderr, f"load_checkpoint: the error names why ({message}): {res.stderr}"
 
 
@@ -1433,6 +1486,25 @@ def test_missing_mujoco_is_one_line(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=HERE,
                          timeout=60)
     assert_one_line_error(res, "cannot make Hopper-v4: MuJoCo is not installed")
+
+
+def test_ctrl_c_while_the_environment_is_made_is_an_interrupt(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during gymnasium.make lands in an import, which can report it as an ImportError (MuJoCo's compiled
+    bindings do), and Gymnasium then as "MuJoCo is not installed": make_env finds the interrupt in the chain."""
+    gym = pytest.importorskip("gymnasium")
+
+    def interrupted_make(env_id, **keywords):
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as err:
+                raise ImportError("initialization failed") from err
+        except ImportError as err:
+            raise gym.error.DependencyNotInstalled("MuJoCo is not installed") from err
+    monkeypatch.setattr(gym, "make", interrupted_make)
+    assert d.main([*SHORT, "--runs-dir", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "dst_td3.py: interrupted\n", "make_env: an interrupt is an interrupt"
+    assert os.listdir(tmp_path) == []
 
 
 def test_non_finite_weights_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path):
@@ -1449,7 +1521,7 @@ def no_temporary_files(folder):
 
 
 @pytest.mark.parametrize("case", ["runs-dir is a file", "read-only", "resume a read-only run", "disk full",
-                                  "disk full at the first save", "out of memory"])
+                                  "disk full at the first save", "out of memory", "evaluations out of memory"])
 def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch, capsys, case):
     pytest.importorskip("mujoco")
     argv = [*changed(SHORT, "--total-steps", "600"), "--runs-dir", str(tmp_path / "runs")]
@@ -1487,10 +1559,13 @@ def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch,
             raise OSError(errno.ENOSPC, "No space left on device")
         monkeypatch.setattr(np, "savez", full)
         message = "checkpoint.npz: No space left on device"
-    else:
+    elif case == "out of memory":
         argv = ["--env", "Humanoid-v4", "--total-steps", "10000000000000", "--buffer-size", "10000000000000",
                 "--runs-dir", str(tmp_path / "runs")]
         message = "out of memory: Unable to allocate"
+    else:                                                # each evaluation's returns: refused before step 1
+        argv = changed(argv, "--eval-episodes", str(10 ** 11))
+        message = "lower --hidden, --buffer-size or --eval-episodes"
     code = d.main(argv)
     lines = capsys.readouterr().err.splitlines()
     assert code == 1 and len(lines) == 1 and lines[0].startswith("dst_td3.py: error: ") and message in lines[0], lines
@@ -1499,6 +1574,8 @@ def test_os_failures_are_one_line_exit_1_and_lose_nothing(tmp_path, monkeypatch,
         assert checkpoint_state(only_run_dir(tmp_path / "runs"))[1]["loop"]["step"] == 300
     if case == "disk full at the first save":
         assert os.listdir(tmp_path / "runs") == [], "run_training: a folder that holds nothing to resume is removed"
+    if case.endswith("out of memory"):
+        assert not (tmp_path / "runs").exists(), "run_training: sizes are refused before a run folder is made"
     if case == "resume a read-only run":                 # and the run's files are as they were
         assert {name: open(os.path.join(run_dir, name), "rb").read() for name in os.listdir(run_dir)} == before
 
@@ -1602,4 +1679,4 @@ def test_a_dense_input_layer_shows_in_the_header(tmp_path):
                   "--runs-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert "densities: actor.W1=1.0 actor.W2=" in res.stdout, "describe_run: the header gives each layer's density"
-    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["densities"]["critic.W1"] == 1.0
+    assert json.load(open(os.path.join(only_run_dir(tmp_path), "config.json")))["densities"]["critic.Q2.W1"] == 1.0

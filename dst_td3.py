@@ -915,10 +915,9 @@ def flags_read_in(mode):
     return names
 
 def check_range(name, args, interval):
-    """Stop with one line unless the flag's value lies in its interval, written as in maths, "(0, 1]" or
-    "(learning_starts, inf)" (an end may name another setting). An int must also be at most 2**53, and a float
-    also lie in the interval as the float32 (DTYPE) that training uses, which must be finite: --lr 1e-50 is 0 in
-    float32, which is not in (0, inf)."""
+    """Stop with one line unless the flag's value lies in its interval, as in maths: "(0, 1]", "(learning_starts,
+    inf)" (an end may name a setting). An int must be at most 2**53, a float lie in it as the float32 (DTYPE)
+    that training uses: --lr 1e-50 is 0 in float32, not in (0, inf)."""
     value = getattr(args, name)
     flag = flag_of(name)
     ends = []                                            # the values of its two ends
@@ -1199,9 +1198,8 @@ def update_rows(step, name, dropped, net, grew):
 
 def record_step(info, step, agent, hp, loop, run, clock):
     """What Part II does after every step: count FLOPs (fewer after a drop-only topology update), time training,
-    note topology updates, and stop on a NaN loss, or before an evaluation on a NaN weight: never act, evaluate
-    or save with a broken network (a NaN loss makes NaN weights in its own iteration, an overflowing update can
-    too)."""
+    note topology updates, and stop on a NaN loss, or before an evaluation on a NaN weight (an overflowing update
+    makes some): never act, evaluate or save with a broken network."""
     if "loss_q" in info:
         loop["flops"] += run["flops_iter"]
         loop["flops_dense"] += run["flops_iter_dense"]
@@ -1332,9 +1330,8 @@ def check_resume_loses_nothing(run, loop):
                                "row or column added since, or another run's); move it aside, and it is written anew")
 
 def load_checkpoint(run_dir):
-    """The Checkpoint (path, arrays, config, progress) of a run folder; one line that says why if it cannot be
-    read: it is missing, truncated, not a checkpoint, or one of another version of this program. An operating
-    system's read error stays an OSError (exit 1)."""
+    """The Checkpoint (path, arrays, config, progress) of a run folder, or one line that says why not: it is missing,
+    truncated, not a checkpoint, or another version's. An operating system's read error stays an OSError."""
     path = os.path.join(run_dir, CHECKPOINT)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -1370,33 +1367,37 @@ def saved_args(config, where, parser):
     return args
 
 def resume_from(checkpoint, agent, buf, rng, env, loop):
-    """Load a checkpoint into the run that its config.json built: networks, buffer, RNG, loop and env. Each array
-    must have the shape of the run's own; a progress without a field this version writes is another's."""
+    """Load a checkpoint into the run that its config.json built: networks, buffer, RNG, loop and env, each array
+    of the shape of the run's own, each field of the progress of the type that this version writes."""
     progress = checkpoint.progress
     with_buffer = "buffer/obs" in checkpoint.arrays       # saved with --save-buffer
     try:
-        if with_buffer:
-            buf.update(ptr=progress["buffer"]["ptr"], size=progress["buffer"]["size"])   # first: size shapes it
+        if with_buffer:                                  # first: the size shapes the arrays checked next
+            buf.update(ptr=progress["buffer"]["ptr"], size=len(checkpoint.arrays["buffer/obs"]))
         for key, value in checkpoint_arrays(agent, buf, with_buffer).items():
             saved = checkpoint.arrays.get(key, np.zeros(0))
             if saved.shape != value.shape:               # its config built the agent: a shape differs elsewhere
-                raise RunError(f"cannot resume: {checkpoint.path} has no {key} of shape {value.shape}, so another "
-                               "task's or another version's checkpoint")
+                raise RunError(f"cannot read the checkpoint {checkpoint.path}: it has no {key} of shape "
+                               f"{value.shape}, so another task's or another version's")
             value[...] = saved
         agent["opt_actor"]["t"] = progress["adam_t"][0]
         agent["opt_critic"]["t"] = progress["adam_t"][1]
+        for key, value in progress["loop"].items():     # each of the type a new run's loop has
+            if type(value) is not type(loop[key]) and key != "obs":
+                raise TypeError(f"loop {key} {value!r}")
         loop.update(progress["loop"])
-        loop["obs"] = np.array(progress["loop"]["obs"])
+        loop["obs"] = np.array(progress["loop"]["obs"], np.float64).reshape(env.observation_space.shape)
+        csv.writer(io.StringIO()).writerows(loop["eval.csv"] + loop["topology.csv"])   # rows that csv can write
+        counts = [loop["step"], buf["ptr"], progress["env"]["elapsed_steps"], *progress["adam_t"]]
+        if any(type(n) is not int or n < 0 for n in counts) or buf["ptr"] >= buf["capacity"]:
+            raise ValueError(f"step, buffer index, env step, Adam's steps: {counts}, not counts")
         rng.bit_generator.state = progress["rng"]
         restored = env_state(env, progress["env"])
-    except (KeyError, IndexError, TypeError, ValueError) as err:
-        raise RunError(f"cannot resume: the progress in {checkpoint.path} is not one this version writes "
-                       f"({type(err).__name__}: {err})") from None
-    if not with_buffer:
-        say("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs")
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, csv.Error) as err:
+        raise RunError(f"cannot read the checkpoint {checkpoint.path}: its progress is not one this version "
+                       f"writes ({type(err).__name__}: {err})") from None
     if not restored:
-        loop["obs"] = env.reset()[0]
-        say("resume: this task's state cannot be restored, so a new episode starts")
+        loop["obs"] = env.reset()[0]                     # a task whose state cannot be restored: a new episode
 
 # =============================================================================
 # 16. Watching a saved policy (--watch): its returns again, and a GIF of one episode.
@@ -1415,29 +1416,23 @@ def film(actor, env, seed):
         if terminated or truncated:
             return frames
 
-def watch(run_dir):
-    """--watch RUN_DIR: rerun the last evaluation of the saved actor (same episodes, same seed: the same returns
-    as the last row of eval.csv), print them, then write RUN_DIR/policy.gif of the first episode."""
-    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")       # no screen: MuJoCo draws with EGL; read when it is imported
-    checkpoint = load_checkpoint(run_dir)
-    args = saved_args(checkpoint.config, checkpoint.path, make_parser())
-    actor = {key.split("/")[1]: value for key, value in checkpoint.arrays.items() if key.startswith("actor/")}
-    step = checkpoint.progress["loop"]["step"]           # a run stopped early: its last checkpoint's policy
-    say(f"watch: the policy of step {step:,} of {args.total_steps:,}, the run's last checkpoint")
-    returns = evaluate(actor, make_env(args.env), args.eval_episodes, args.seed + 100)
-    say(f"watch: return_mean={returns.mean():.2f} return_std={returns.std():.2f} episodes={args.eval_episodes} "
+def watch(actor, env, hp, step, run_dir):
+    """--watch RUN_DIR, the run read as a resume reads it: rerun the actor's last evaluation in env (same episodes,
+    same seed: eval.csv's last returns), print the returns, then write RUN_DIR/policy.gif of the first episode."""
+    say(f"watch: the policy of step {step:,} of {hp['total_steps']:,}, the run's last checkpoint")
+    returns = evaluate(actor, env, hp["eval_episodes"], hp["seed"] + 100)
+    say(f"watch: return_mean={returns.mean():.2f} return_std={returns.std():.2f} episodes={hp['eval_episodes']} "
         f"returns={' '.join(f'{r:.2f}' for r in returns)}")
     try:
         import imageio.v3 as iio
-        env = make_env(args.env, render_mode="rgb_array")
-        frames = film(actor, env, args.seed + 100)
+        env = make_env(hp["env"], render_mode="rgb_array")
+        frames = film(actor, env, hp["seed"] + 100)
     except Exception as err:                             # any renderer's failure: OpenGL, EGL, pygame, imageio
         reason = " ".join(str(err).split()) or type(err).__name__
-        raise RunError(f"cannot draw {args.env} here ({reason}): MuJoCo needs OpenGL (MUJOCO_GL=egl or osmesa "
+        raise RunError(f"cannot draw {hp['env']} here ({reason}): MuJoCo needs OpenGL (MUJOCO_GL=egl or osmesa "
                        "without a screen); Pendulum: pip install \"gymnasium[classic_control]\"", 1) from None
     fps = env.metadata.get("render_fps", 30)
-    path = os.path.join(os.path.dirname(checkpoint.path), "policy.gif")
+    path = os.path.join(run_dir, "policy.gif")
     write_atomically(path, lambda f: iio.imwrite(f, frames, extension=".gif", duration=1000 * GIF_EVERY / fps,
                                                  loop=0), binary=True)
     say(f"watch: {path} ({len(frames)} frames, every {GIF_EVERY}th of the first episode)")
@@ -1446,17 +1441,17 @@ def watch(run_dir):
 # =============================================================================
 # 17. main: build the run, watch the training loop of Part I, and the one error boundary.
 # =============================================================================
-def run_training(args, argv):
-    """Build a run, fresh or resumed from RUN_DIR's checkpoint (its settings then are those of its config.json,
-    not today's defaults), save it at once (never a run without a checkpoint), and train it. The run holds its
-    folder (hold_run_dir) until it ends; a resume holds it first, before it reads a file there."""
-    checkpoint = None
+def run_training(args, argv, mode):
+    """Build a run, new or read from RUN_DIR's checkpoint (--resume, --watch: with its config.json's settings, not
+    today's defaults); watch it, or save it at once (never a run without a checkpoint) and train it. It holds its
+    folder (hold_run_dir) until it ends: a run read from one, before it reads a file there."""
+    folder = getattr(args, mode, None)                   # --resume's or --watch's RUN_DIR; None: a new run
     lock = None
     created = None                                       # a new run's folder
     try:
-        if args.resume is not None:
-            lock = hold_run_dir(args.resume)
-            checkpoint = load_checkpoint(args.resume)
+        if folder is not None:
+            lock = hold_run_dir(folder)
+            checkpoint = load_checkpoint(folder)
             args = saved_args(checkpoint.config, checkpoint.path, make_parser())
         env = make_env(args.env)
         eval_env = make_env(args.env)
@@ -1465,10 +1460,9 @@ def run_training(args, argv):
         n_act = env.action_space.shape[0]
         hp = hyperparameters(args)
         rng = np.random.default_rng(args.seed)           # the only source of randomness; passed explicitly
-        act_lo = env.action_space.low.astype(np.float64)
-        act_hi = env.action_space.high.astype(np.float64)
         try:                                             # every array whose size a flag sets, before step 1
-            agent = build_agent(n_obs, n_act, act_lo, act_hi, hp, rng)
+            agent = build_agent(n_obs, n_act, env.action_space.low.astype(np.float64),
+                                env.action_space.high.astype(np.float64), hp, rng)
             buf = buffer_init(min(args.buffer_size, args.total_steps), n_obs, n_act)
             np.zeros(args.eval_episodes)                 # as each evaluation does (evaluate)
         except UnreachableSparsity as err:
@@ -1480,7 +1474,7 @@ def run_training(args, argv):
         # the loop's state, saved with the checkpoints: training FLOPs so far (and dense TD3's), the CSV files' rows
         loop = {"step": 0, "last_eval": float("nan"), "obs": obs, "flops": 0.0, "flops_dense": 0.0,
                 "eval.csv": [EVAL_FIELDS], "topology.csv": [TOPOLOGY_FIELDS]}
-        if checkpoint is None:
+        if folder is None:
             created = new_run_dir(args)
             run["dir"] = created
             lock = hold_run_dir(created)
@@ -1488,6 +1482,12 @@ def run_training(args, argv):
             run["config"] = checkpoint.config
             run["dir"] = os.path.dirname(checkpoint.path)
             resume_from(checkpoint, agent, buf, rng, env, loop)
+            if mode == "watch":
+                return watch(agent["actor"], eval_env, hp, loop["step"], run["dir"])
+            if "buffer/obs" not in checkpoint.arrays:
+                say("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs")
+            if "mujoco" not in checkpoint.progress["env"]:
+                say("resume: this task's state cannot be restored, so a new episode starts")
             check_resume_loses_nothing(run, loop)
             run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
             say(f"resume: {run['dir']}, after step {loop['step']} of {hp['total_steps']}")
@@ -1584,9 +1584,9 @@ def run_command(argv):
     """Parse and check the command line, then train, resume or watch."""
     args = make_parser().parse_args(argv)
     mode = check_args(args, given_flags(argv))
-    if mode == "watch":
-        return watch(args.watch)
-    return run_training(args, argv)
+    if mode == "watch" and sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")        # no screen: MuJoCo draws with EGL; read when it is imported
+    return run_training(args, argv, mode)
 
 def main(argv=None):
     """Run the mode the flags ask for, inside the error boundary. argv: a list, as sys.argv[1:] (the default)."""

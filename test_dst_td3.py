@@ -1229,6 +1229,13 @@ def without_lock_file(run_dir, name, change):
     spoil_text(run_dir, name, change)
 
 
+def with_progress(run_dir, part, **changes):
+    """The checkpoint's progress as JSON, with some fields of one of its parts changed."""
+    progress = progress_of(run_dir)
+    progress[part].update(changes)
+    return json.dumps(progress)
+
+
 def only_a_temporary_file(run_dir):
     """What a SIGKILL during the step-0 save leaves: a folder with half a checkpoint under its temporary name."""
     for name in os.listdir(run_dir):
@@ -1262,20 +1269,36 @@ RESUME_ROWS = {   # what was done to a finished run's folder: the line its resum
     "a progress that is not JSON": (lambda r: spoil_checkpoint(r, progress="[1, 2"),
                                     "the progress in {ckpt} is not JSON"),
     "another task's config": (lambda r: spoil_checkpoint(r, config=with_config_args(r, env="Walker2d-v4")),
-                              "cannot resume: {ckpt} has no actor/W1 of shape (17, 256)"),
+                              "cannot read the checkpoint {ckpt}: it has no actor/W1 of shape (17, 256)"),
     "an array of another shape": (lambda r: spoil_checkpoint(r, arrays={"critic/b2": np.zeros((3, 3), np.float32)}),
-                                  "cannot resume: {ckpt} has no critic/b2 of shape (2, 1, 256)"),
+                                  "cannot read the checkpoint {ckpt}: it has no critic/b2 of shape (2, 1, 256)"),
     "a buffer of another task": (lambda r: spoil_checkpoint(r, arrays={"buffer/obs": np.zeros((300, 5), np.float32)}),
-                                 "cannot resume: {ckpt} has no buffer/obs of shape (300, 11)"),
+                                 "cannot read the checkpoint {ckpt}: it has no buffer/obs of shape (300, 11)"),
     "a progress without adam_t": (lambda r: spoil_checkpoint(r, progress=json.dumps(
                                       {k: v for k, v in progress_of(r).items() if k != "adam_t"})),
-                                  "cannot resume: the progress in {ckpt} is not one this version writes (KeyError"),
+                                  "cannot read the checkpoint {ckpt}: its progress is not one this version "
+                                  "writes (KeyError"),
     "a progress whose loop is a list": (lambda r: spoil_checkpoint(r, progress=json.dumps({**progress_of(r),
                                                                                              "loop": []})),
-                                        "cannot resume: the progress in {ckpt} is not one this version writes"),
+                                        "cannot read the checkpoint {ckpt}: its progress is not one this "
+                                        "version writes"),
+    "a step that is text": (lambda r: spoil_checkpoint(r, progress=with_progress(r, "loop", step="300")),
+                            "cannot read the checkpoint {ckpt}: its progress is not one this version writes "
+                            "(TypeError: loop step '300')"),
+    "a buffer index beyond the buffer": (lambda r: spoil_checkpoint(r, progress=with_progress(r, "buffer", ptr=300)),
+                                         "cannot read the checkpoint {ckpt}: its progress is not one this version "
+                                         "writes (ValueError"),
+    "an observation of another task": (lambda r: spoil_checkpoint(r, progress=with_progress(r, "loop", obs=[0.0] * 5)),
+                                       "cannot read the checkpoint {ckpt}: its progress is not one this version writes "
+                                       "(ValueError: cannot reshape"),
+    "eval.csv rows that are numbers": (lambda r: spoil_checkpoint(r, progress=with_progress(r, "loop",
+                                                                                           **{"eval.csv": [1, 2]})),
+                                       "cannot read the checkpoint {ckpt}: its progress is not one this version "
+                                       "writes (Error: iterable expected"),
     "only a killed process's .tmp": (lambda r: only_a_temporary_file(r),
                                      "{dir} has no checkpoint.npz: not a run folder, or its first save never ended"),
-    "no actor/b1": (lambda r: spoil_checkpoint(r, drop=("actor/b1",)), "cannot resume: {ckpt} has no actor/b1"),
+    "no actor/b1": (lambda r: spoil_checkpoint(r, drop=("actor/b1",)),
+                    "cannot read the checkpoint {ckpt}: it has no actor/b1"),
     "one flipped byte": (flipped_byte, "cannot read the checkpoint {ckpt}: it is not a whole .npz file (Bad CRC-32"),
     "eval.csv of random bytes": (lambda r: spoil_text(r, "eval.csv", lambda b: bytes(range(256))),
                                  "{dir}/eval.csv is not UTF-8 text (byte 128)"),
@@ -1306,18 +1329,23 @@ def finished_run(tmp_path_factory):
     return FINISHED["run"]
 
 
-@pytest.mark.parametrize("case", list(RESUME_ROWS))
-def test_a_resume_reads_what_is_on_disk_and_trusts_nothing(tmp_path, tmp_path_factory, capsys, case):
+READ_BY_WATCH = [case for case, (spoil, message) in RESUME_ROWS.items()   # the rows of the checkpoint
+                 if message and ("{ckpt}" in message or "has no checkpoint.npz" in message)]
+
+
+@pytest.mark.parametrize("mode, case", [("--resume", case) for case in RESUME_ROWS] +
+                                       [("--watch", case) for case in READ_BY_WATCH])
+def test_a_resume_reads_what_is_on_disk_and_trusts_nothing(tmp_path, tmp_path_factory, capsys, mode, case):
     """The one reader of a run's files: bad content in the checkpoint or the text files stops the resume in one
     line that names the file (and the setting, array or row), exit 2, with every file as it was; line endings, a
-    BOM or indentation are no content, and the run resumes."""
+    BOM or indentation are no content, and the run resumes. --watch reads the checkpoint with the same reader."""
     pytest.importorskip("mujoco")
     run_dir = str(tmp_path / "run")
     shutil.copytree(finished_run(tmp_path_factory), run_dir)
     spoil, message = RESUME_ROWS[case]
     spoil(run_dir)
     before = {name: read_bytes(os.path.join(run_dir, name)) for name in os.listdir(run_dir)}
-    code = d.main(["--resume", run_dir])
+    code = d.main([mode, run_dir])
     captured = capsys.readouterr()
     err = captured.err
     if message is None:

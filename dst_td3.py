@@ -836,7 +836,7 @@ from importlib import metadata
 RunFlag = collections.namedtuple("RunFlag", "group type default valid mode metavar meaning")
 RUN_FLAGS = {
     "env": RunFlag("experiment", str, "Hopper-v4", None, "train", "ID", "a Gymnasium task with bounded Box actions"),
-    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "a folder per run, locked while a run writes it (README)"),
+    "runs_dir": RunFlag("logs", str, "runs", None, "train", "DIR", "a folder per run (Windows: run.lock in it)"),
     "log_every": RunFlag("logs", int, 2000, "[1, inf)", "train", "N", "print a progress line every this many steps"),
     "save_buffer": RunFlag("logs", bool, False, None, "train", None,
                            "checkpoints hold the replay buffer: --resume of a MuJoCo task is exact (110 MB/1M steps)"),
@@ -1148,7 +1148,7 @@ def describe_run(agent, hp, args, argv):
             densities[f"{name}.{layer}"] = float(f"{n / M.size:.4g}")   # 4 significant digits
             lost = 0
             if hp["algo"] == "ds-td3":
-                lost = math.ceil(hp["drop_fraction"] * n) + 1
+                lost = min(n, math.ceil(hp["drop_fraction"] * n) + 1)
             if n - lost < 1:
                 raise RunError(f"{name}.{layer} would be left without connections (it has {n}, {lost} may be "
                                "dropped): a larger --hidden, --lambda-in or --lambda-hidden, or a lower --sparsity")
@@ -1484,15 +1484,15 @@ def run_training(args, argv, mode):
             resume_from(checkpoint, agent, buf, rng, env, loop)
             if mode == "watch":
                 return watch(agent["actor"], eval_env, hp, loop["step"], run["dir"])
-            if "buffer/obs" not in checkpoint.arrays:
-                say("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs")
-            if "mujoco" not in checkpoint.progress["env"]:
-                say("resume: this task's state cannot be restored, so a new episode starts")
             check_resume_loses_nothing(run, loop)
             run["flops_iter"] = iteration_flops(agent["actor"], agent["critic"], hp["batch_size"], hp["policy_delay"])
             say(f"resume: {run['dir']}, after step {loop['step']} of {hp['total_steps']}")
             if loop["step"] == hp["total_steps"]:
                 say("resume: the run is finished, nothing to train; its files are written again, as they were")
+            if "buffer/obs" not in checkpoint.arrays:
+                say("resume: the replay buffer was not saved (--save-buffer): it refills, and the run differs")
+            if "mujoco" not in checkpoint.progress["env"]:
+                say("resume: this task's state cannot be restored, so a new episode starts")
         run["config"]["run_dir"] = run["dir"]            # where the folder is now, if it was moved
         save_run(run, agent, buf, rng, env, loop)        # never a run without a checkpoint
         for key, value in run["config"].items():         # the header: key: value, or key: k=v k=v for a dict

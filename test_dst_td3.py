@@ -916,7 +916,7 @@ def assert_one_line_error(res, message, code=2):
     (["--sparsity", "0.995"], "--sparsity 0.995 cannot be reached with a dense output layer: at most 0.9888"),
                                                                       # the actor: 68,352 sparse weights, 768 dense
     (["--lambda-in", "1e-9"], "actor.W1 would be left without connections (it has 0,"),   # Eq. 1: p ~ 1e-10
-    (["--hidden", "1"], "actor.W2 would be left without connections (it has 1, 2 may be dropped)"),   # at the end
+    (["--hidden", "1"], "actor.W2 would be left without connections (it has 1, 1 may be dropped)"),   # at the end
     (["--lr", "-1e-3"], "--lr must be in (0, inf); not -0.001"),       # argparse alone: "expected one argument"
     (["--lr", "-inf"], "--lr must be in (0, inf); not -inf"),
     (["--eval-every", "-5e3"], "invalid int value: '-5e3'"),

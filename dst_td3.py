@@ -1109,10 +1109,9 @@ def new_run_dir(args):
             return path
 
 def hold_run_dir(path):
-    """Hold a run folder, so that two processes never write it at once: a second one (a --resume of a run still
-    going) stops with one line. The operating system's lock, on the folder itself (Windows: on run.lock, which
-    cannot be deleted while open): no user deletes it from under the run, and it ends with the process. The holder
-    removes the temporary files that a process killed during a write left. Returns the lock's file descriptor."""
+    """Hold a run folder, so that no second process (a --resume of a run still going) writes it: the operating
+    system's lock, on the folder itself (Windows: on run.lock, not deletable while open), which ends with the
+    process. The holder removes what a process killed during a write left. Returns the lock's file descriptor."""
     if not os.path.isdir(path):
         raise RunError(f"{path} is not a run folder")
     if os.name == "nt":                                  # Windows
@@ -1256,10 +1255,9 @@ def env_state(env, saved=None):
     return "mujoco" in saved
 
 def save_run(run, agent, buf, rng, env, loop):
-    """Everything a run needs to continue, in checkpoint.npz: the networks and Adam, the replay buffer (with
-    --save-buffer), and as JSON the state of the loop (the rows of eval.csv and topology.csv too), of the RNG and
-    of the env. Then config.json and the CSV files from what the checkpoint holds. Adam's scratch vectors g_* and
-    tmp_flat carry no state, and a flat vector holds the same numbers as its arrays (with_flat)."""
+    """Everything a run needs to continue, in checkpoint.npz: its arrays, and as JSON the state of the loop (the
+    rows of eval.csv and topology.csv too), of the RNG and of the env. Then config.json and the CSV files from what
+    the checkpoint holds."""
     arrays = checkpoint_arrays(agent, buf, run["config"]["args"]["save_buffer"])
     progress = {"loop": {**loop, "obs": loop["obs"].tolist()},
                 "rng": rng.bit_generator.state,
@@ -1273,8 +1271,9 @@ def save_run(run, agent, buf, rng, env, loop):
         write_atomically(os.path.join(run["dir"], name), write)
 
 def checkpoint_arrays(agent, buf, with_buffer):
-    """{name/key: array} of the arrays a checkpoint holds: the agent's, and with_buffer the replay buffer's filled
-    part, each the run's own (a write to it is a write to the run)."""
+    """{name/key: array} of the arrays a checkpoint holds, each the run's own (a write to it is a write to the run):
+    the networks and Adam (not its scratch vectors g_* and tmp_flat, which carry no state, nor a flat vector, which
+    holds its arrays' numbers: with_flat), and with_buffer (--save-buffer) the replay buffer's filled part."""
     arrays = {}
     for name in NETWORKS:
         for key, value in agent[name].items():
@@ -1308,22 +1307,23 @@ def read_json(text, where):
     except ValueError as err:
         raise RunError(f"{where} is not JSON ({err}): not a file that dst_td3.py wrote") from None
 
+def parsed(name, text, where):
+    """A run file's text as its readers compare it: a CSV file's rows, or config.json's JSON value as one row."""
+    if name.endswith(".json"):
+        return [read_json(text, where)]
+    return list(csv.reader(io.StringIO(text, newline="")))
+
 def check_resume_loses_nothing(run, loop):
-    """A resume rewrites the run folder's text files from its checkpoint, so it first makes sure that this destroys
-    nothing it did not write: each file must hold what the checkpoint writes, or its first rows (a crash between the
-    writes), as parsed rows and values (line endings, a BOM and indentation are no content)."""
+    """A resume rewrites the folder's text files from its checkpoint, so first: each must hold what the checkpoint
+    writes, or its first rows (a crash between writes), as parsed (line endings, a BOM, indentation are no content)."""
     for name, write in text_files(run, loop).items():
         path = os.path.join(run["dir"], name)
         if not os.path.exists(path):
             continue
         expected = io.StringIO(newline="")
         write(expected)
-        if name == "config.json":
-            found = [read_json(read_text(path), path)]
-            wanted = [json.loads(expected.getvalue())]
-        else:
-            found = list(csv.reader(io.StringIO(read_text(path), newline="")))
-            wanted = list(csv.reader(io.StringIO(expected.getvalue(), newline="")))
+        found = parsed(name, read_text(path), path)
+        wanted = parsed(name, expected.getvalue(), path)
         for line, row in enumerate(found, start=1):
             if line > len(wanted) or row != wanted[line - 1]:
                 raise RunError(f"cannot resume: {path} holds what its checkpoint did not write, in row {line} (a "

@@ -10,8 +10,6 @@ learning curve and a ±1 std band per row, an SVG written as text (no plotting l
 
 A maintainer's tool: a student reading one run's code never needs it. It imports dst_td3 for what the two share
 (the hyperparameters' defaults, the run files' format, the error boundary), so the two cannot drift."""
-import csv
-import io
 import math
 import os
 import sys
@@ -61,7 +59,7 @@ def read_run(path, parser):
         if type(saved) is not dict or type(saved.get("env")) is not str:
             return warn(f"{config_path} has no settings of dst_td3.py (args, with a task id as env); left out")
         args = vars(d.saved_args(config, config_path, parser))
-        header, *rows = list(csv.reader(io.StringIO(d.read_text(os.path.join(path, "eval.csv")), newline=""))) or [[]]
+        header, *rows = d.parsed("eval.csv", d.read_text(os.path.join(path, "eval.csv")), path) or [[]]
     except d.RunError as err:
         return warn(f"{err.args[0]}; left out")
     except OSError as err:

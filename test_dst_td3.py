@@ -1230,7 +1230,7 @@ def progress_of(run_dir):
 
 
 def without_lock_file(run_dir, name, change):
-    """A folder without run.lock (an older version locked with one, and left it), its file name changed."""
+    """A folder without run.lock (an older version locked with one, and left it), and its file `name` changed."""
     if os.path.exists(os.path.join(run_dir, "run.lock")):
         os.remove(os.path.join(run_dir, "run.lock"))
     spoil_text(run_dir, name, change)

@@ -1415,8 +1415,9 @@ def read_bytes(path):
 
 
 def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
-    """A --resume of a run that is still going stops with one line, and the running run goes on untouched; once
-    it has ended, however it ended (SIGKILL here), its folder can be resumed."""
+    """A --resume (or --watch, which writes policy.gif there) of a run that is still going stops with one line, and
+    the running run goes on untouched; once it has ended, however it ended (SIGKILL here), its folder can be
+    resumed."""
     pytest.importorskip("mujoco")
     proc = start_run(tmp_path, [*changed(SHORT, "--total-steps", "3000"), "--save-buffer"])
     for line in proc.stdout:
@@ -1427,6 +1428,7 @@ def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(run_dir, "run.lock"))
     assert_one_line_error(run_cli("--resume", run_dir), f"{run_dir} is being written by another process")
+    assert_one_line_error(run_cli("--watch", run_dir), f"{run_dir} is being written by another process")
     proc.kill()
     proc.communicate(timeout=60)
     res = run_cli("--resume", run_dir)

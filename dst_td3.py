@@ -1113,7 +1113,7 @@ def hold_run_dir(path):
     system's lock, on the folder itself (Windows: on run.lock, not deletable while open), which ends with the
     process. The holder removes what a process killed during a write left. Returns the lock's file descriptor."""
     if not os.path.isdir(path):
-        raise RunError(f"{path} is not a run folder")
+        raise RunError(f"{path} is not a run folder (--resume and --watch take the run's folder)")
     if os.name == "nt":                                  # Windows
         lock = os.open(os.path.join(path, "run.lock"), os.O_RDWR | os.O_CREAT)
     else:                                                # Linux, macOS

@@ -1414,6 +1414,26 @@ def read_bytes(path):
         return f.read()
 
 
+def test_on_windows_the_lock_is_run_lock(tmp_path, monkeypatch, capsys):
+    """Windows has no flock: hold_run_dir locks run.lock with msvcrt (a stand-in here, which, as Windows does,
+    refuses a second lock on one file with EACCES), and the second holder stops with the same line."""
+    held = set()
+
+    def locking(fd, mode, n_bytes):
+        if os.fstat(fd).st_ino in held:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        held.add(os.fstat(fd).st_ino)
+    monkeypatch.setitem(sys.modules, "msvcrt", type(sys)("msvcrt"))
+    monkeypatch.setattr(sys.modules["msvcrt"], "locking", locking, raising=False)
+    monkeypatch.setattr(sys.modules["msvcrt"], "LK_NBLCK", 2, raising=False)
+    monkeypatch.setattr(os, "name", "nt")
+    lock = d.hold_run_dir(str(tmp_path))
+    assert os.listdir(tmp_path) == ["run.lock"], "hold_run_dir: on Windows the lock is run.lock"
+    with pytest.raises(d.RunError, match="is being written by another process"):
+        d.hold_run_dir(str(tmp_path))
+    os.close(lock)
+
+
 def test_a_run_folder_is_written_by_one_process_at_a_time(tmp_path):
     """A --resume (or --watch, which writes policy.gif there) of a run that is still going stops with one line, and
     the running run goes on untouched; once it has ended, however it ended (SIGKILL here), its folder can be

@@ -1224,11 +1224,6 @@ def spoil_text(run_dir, name, change):
         f.write(change(data))
 
 
-def progress_of(run_dir):
-    with np.load(os.path.join(run_dir, "checkpoint.npz")) as data:
-        return json.loads(str(data["progress"]))
-
-
 def without_lock_file(run_dir, name, change):
     """A folder without run.lock (an older version locked with one, and left it), and its file `name` changed."""
     if os.path.exists(os.path.join(run_dir, "run.lock")):
@@ -1238,7 +1233,7 @@ def without_lock_file(run_dir, name, change):
 
 def with_progress(run_dir, part, **changes):
     """The checkpoint's progress as JSON, with some fields of one of its parts changed."""
-    progress = progress_of(run_dir)
+    arrays, progress = checkpoint_state(run_dir)
     progress[part].update(changes)
     return json.dumps(progress)
 
@@ -1282,10 +1277,10 @@ RESUME_ROWS = {   # what was done to a finished run's folder: the line its resum
     "a buffer of another task": (lambda r: spoil_checkpoint(r, arrays={"buffer/obs": np.zeros((300, 5), np.float32)}),
                                  "cannot read the checkpoint {ckpt}: it has no buffer/obs of shape (300, 11)"),
     "a progress without adam_t": (lambda r: spoil_checkpoint(r, progress=json.dumps(
-                                      {k: v for k, v in progress_of(r).items() if k != "adam_t"})),
+                                      {k: v for k, v in checkpoint_state(r)[1].items() if k != "adam_t"})),
                                   "cannot read the checkpoint {ckpt}: its progress is not one this version "
                                   "writes (KeyError"),
-    "a progress whose loop is a list": (lambda r: spoil_checkpoint(r, progress=json.dumps({**progress_of(r),
+    "a progress whose loop is a list": (lambda r: spoil_checkpoint(r, progress=json.dumps({**checkpoint_state(r)[1],
                                                                                              "loop": []})),
                                         "cannot read the checkpoint {ckpt}: its progress is not one this "
                                         "version writes"),
